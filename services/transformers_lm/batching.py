@@ -1,7 +1,8 @@
 """The inference thread: it alone touches the model; request handlers enqueue samples and wait.
 
-Waiting samples whose parameters share a batch key run as one left-padded batch, so concurrent
-requests (and the contexts of one request) share the model's forward passes.
+`BatchEngine` is static batching (BATCHING=static): waiting samples whose parameters share a batch key
+run as one left-padded `generate()` call, so concurrent requests share the model's forward passes.
+It also holds the queue that `continuous.ContinuousEngine` inherits.
 """
 import logging
 import threading
@@ -25,6 +26,7 @@ class BatchEngine:
         self.pending = deque()
         self.condition = threading.Condition()
         self.stats = {"batches": 0, "samples": 0, "rows": 0}
+        self.observers = []  # callables(rows, new_tokens) told about each batch step, e.g. metrics
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self.thread.start()
 
@@ -43,9 +45,11 @@ class BatchEngine:
         return [sample.future for sample in samples]
 
     def withdraw(self, sample) -> bool:
-        """Take back a sample nobody waits for any more; False if it already started."""
+        """Take back a sample nobody waits for any more: True if it left the queue; if it already
+        started, it is marked abandoned (an engine that can drops it at its next step) and False."""
         with self.condition:
             if sample not in self.pending:
+                sample.abandoned = True
                 return False
             self.pending.remove(sample)
         return sample.future.cancel()
@@ -90,8 +94,16 @@ class BatchEngine:
             logger.exception("generation failed for one sample")
             group[0].future.set_exception(RuntimeError("generation failed"))
             return
-        self.stats["batches"] += 1
-        self.stats["samples"] += len(group)
-        self.stats["rows"] += sum(sample.rows for sample in group)
+        rows = sum(sample.rows for sample in group)
+        self.count(batches=1, samples=len(group), rows=rows)
+        self.observe(rows, sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
         for sample, hypotheses in zip(group, results):
             sample.future.set_result(hypotheses)
+
+    def count(self, **amounts):
+        for name, amount in amounts.items():
+            self.stats[name] = self.stats.get(name, 0) + amount
+
+    def observe(self, rows: int, new_tokens: int):
+        for observer in self.observers:
+            observer(rows, new_tokens)

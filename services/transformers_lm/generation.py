@@ -1,26 +1,12 @@
-"""One left-padded generate() call for a group of compatible samples."""
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+"""Static batching: one left-padded generate() call for a group of compatible samples.
 
+The fallback engine's only step, and how the continuous engine runs beam search.
+"""
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from .generation_params import GenerationParams
-from .replies import StopMatcher, finish_reply
-
-
-@dataclass(eq=False)
-class Sample:
-    """One context to answer: its input ids, its parameters and where its hypotheses go."""
-    input_ids: list
-    params: GenerationParams
-    matcher: StopMatcher
-    future: Future = field(default_factory=Future)
-
-    @property
-    def rows(self) -> int:
-        """Batch rows this sample takes: beam search returns its sequences from one row."""
-        return 1 if self.params.beam_search else self.params.num_return_sequences
+from .samples import Hypothesis
 
 
 class RowStops(StoppingCriteria):
@@ -76,7 +62,7 @@ def eos_ids(model, params: GenerationParams) -> list:
 
 
 def generate_group(loaded, samples: list) -> list:
-    """Hypotheses (a list of strings) for each sample; all samples share one batch key."""
+    """Hypotheses for each sample; all samples share one batch key."""
     model, tokenizer = loaded.model, loaded.tokenizer
     params = samples[0].params
     beam = params.beam_search
@@ -105,11 +91,14 @@ def generate_group(loaded, samples: list) -> list:
     texts = []
     for index, ids in enumerate(generated):
         sample = rows[index // per_sequence] if beam else rows[index]
-        keep = sample.params.max_new_tokens if beam else stops.lengths[index]
+        limit = sample.params.max_new_tokens
+        keep = limit if beam else stops.lengths[index]
         ids = ids[:keep]
         end = next((position for position, token in enumerate(ids) if token in eos), len(ids))
         text = tokenizer.decode(ids[:end], skip_special_tokens=True)
-        texts.append(finish_reply(text, sample.matcher, sample.params.replacement))
+        stop = sample.matcher.find(text)
+        stopped = stop is not None or end < len(ids) or keep < limit
+        texts.append(Hypothesis(text[:stop], "stop" if stopped else "length", end))
 
     results, position = [], 0
     for sample in samples:

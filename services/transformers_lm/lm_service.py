@@ -5,12 +5,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 
 from .batching import BatchEngine
+from .continuous import ContinuousEngine
 from .errors import RequestError
-from .generation import Sample
 from .generation_params import capped_defaults, load_defaults, merge, parse
+from .kv_batch import supports_continuous
 from .prompting import PromptBuilder, apply_replacement
-from .replies import StopMatcher
+from .replies import StopMatcher, finish_reply
 from .request_parsing import Task
+from .samples import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +24,18 @@ GOALS_DEFAULTS = {"num_return_sequences": 1, "do_sample": False, "max_new_tokens
 
 
 @lru_cache(maxsize=64)
-def stop_matcher(stop_strings: tuple) -> StopMatcher:
-    return StopMatcher(stop_strings)
+def stop_matcher(stop_strings: tuple, labels: bool = True) -> StopMatcher:
+    return StopMatcher(stop_strings, labels)
+
+
+def build_engine(settings, loaded) -> BatchEngine:
+    """The continuous engine unless BATCHING=static or the model's cache can't be batched that way."""
+    if settings.batching == "continuous":
+        if supports_continuous(loaded.model, loaded.device):
+            return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
+                                    max_queue=settings.max_queue)
+        logger.warning("%s's cache is not a plain dynamic cache: using static batching", loaded.name)
+    return BatchEngine(loaded, settings.max_batch_size, settings.batch_wait_ms / 1000, max_queue=settings.max_queue)
 
 
 class LMService:
@@ -34,14 +46,13 @@ class LMService:
                                         settings.max_return_sequences)
         self.vocab_size = len(loaded.tokenizer)
         self.builder = PromptBuilder(loaded.tokenizer, settings.prompt_format, settings.speakers)
-        self.engine = engine or BatchEngine(loaded, settings.max_batch_size, settings.batch_wait_ms / 1000,
-                                            max_queue=settings.max_queue)
+        self.engine = engine or build_engine(settings, loaded)
 
     def respond(self, tasks: list) -> tuple:
         """(hypotheses per task, RequestError per task or None); bad input raises RequestError first."""
         self._check_count(len(tasks), "dialog_contexts")
         samples = [self.sample(task, self.defaults, f"configs[{index}]") for index, task in enumerate(tasks)]
-        return self._collect(samples, [task.field for task in tasks])
+        return self._replies(samples, [task.field for task in tasks])
 
     def generate_goals(self, prompts: list, configs: list) -> tuple:
         self._check_count(len(prompts), "prompts")
@@ -49,7 +60,7 @@ class LMService:
         tasks = [self.goals_task(prompt, config, f"prompts[{index}]")
                  for index, (prompt, config) in enumerate(zip(prompts, configs))]
         samples = [self.sample(task, defaults, f"configs[{index}]") for index, task in enumerate(tasks)]
-        results, errors = self._collect(samples, [task.field for task in tasks])
+        results, errors = self._replies(samples, [task.field for task in tasks])
         return [hypotheses[0] for hypotheses in results], errors
 
     @staticmethod
@@ -74,6 +85,14 @@ class LMService:
         if count > self.settings.max_contexts:
             raise RequestError(field, f"at most {self.settings.max_contexts} items per request (MAX_CONTEXTS)")
 
+    def _replies(self, samples: list, fields: list) -> tuple:
+        """Dream's replies: hypotheses post-processed, "" for a failed sample."""
+        results, errors = self._collect(samples, fields)
+        replies = [[finish_reply(hypothesis.text, sample.matcher, sample.params.replacement)
+                    for hypothesis in hypotheses] if hypotheses else [""] * sample.params.num_return_sequences
+                   for sample, hypotheses in zip(samples, results)]
+        return replies, errors
+
     def _collect(self, samples: list, fields: list) -> tuple:
         """Wait for every sample until one shared deadline; a sample past it leaves the queue (it is never
         generated if it has not started) and is reported as 504."""
@@ -86,9 +105,9 @@ class LMService:
                 errors.append(None)
             except FutureTimeout:
                 self.engine.withdraw(sample)
-                results.append([""] * sample.params.num_return_sequences)
+                results.append(None)
                 errors.append(RequestError(field, "generation timed out (REQUEST_TIMEOUT)", status=504))
             except Exception:  # the engine already logged the cause
-                results.append([""] * sample.params.num_return_sequences)
+                results.append(None)
                 errors.append(RequestError(field, "generation failed", status=500))
         return results, errors

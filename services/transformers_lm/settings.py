@@ -53,6 +53,8 @@ class Settings:
     prompt_format: str = "auto"
     cache_dir: str = field(default_factory=default_cache_dir)
     torch_threads: int = field(default_factory=default_threads)
+    batching: str = "continuous"
+    prefill_chunk: int = 256
     max_batch_size: int = 16
     batch_wait_ms: float = 10.0
     request_timeout: float = 600.0
@@ -73,6 +75,9 @@ class Settings:
         prompt_format = (env.get("PROMPT_FORMAT") or "auto").strip().lower()
         if prompt_format not in ("auto", "chat_template", "dream"):
             raise ValueError(f"PROMPT_FORMAT must be auto, chat_template or dream, got {prompt_format!r}")
+        batching = (env.get("BATCHING") or "continuous").strip().lower()
+        if batching not in ("continuous", "static"):
+            raise ValueError(f"BATCHING must be continuous or static, got {batching!r}")
         return cls(
             model_name_or_path=(env.get("PRETRAINED_MODEL_NAME_OR_PATH") or "").strip(),
             half_precision=parse_flag(env.get("HALF_PRECISION")),
@@ -85,6 +90,8 @@ class Settings:
             prompt_format=prompt_format,
             cache_dir=env.get("MODEL_CACHE_DIR") or default_cache_dir(),
             torch_threads=int(env.get("TORCH_NUM_THREADS") or default_threads()),
+            batching=batching,
+            prefill_chunk=int(env.get("PREFILL_CHUNK") or 256),
             max_batch_size=int(env.get("MAX_BATCH_SIZE") or 16),
             batch_wait_ms=float(env.get("BATCH_WAIT_MS") or 10.0),
             request_timeout=float(env.get("REQUEST_TIMEOUT") or 600.0),
