@@ -91,3 +91,33 @@ def wait_http(url: str, timeout: float = 30.0, process: Optional[Process] = None
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+
+
+LM_CONFIG = "services/transformers_lm/gunicorn.conf.py"
+
+
+def save_tiny_model(folder) -> str:
+    """The tiny random model of tests/tiny_model.py saved as a local folder PRETRAINED_MODEL_NAME_OR_PATH can name."""
+    from tests.tiny_model import tiny_loaded  # torch is slow to import; only callers that serve a model pay
+
+    loaded = tiny_loaded()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_lm_server(folder, env: Optional[Mapping[str, str]] = None, log_path=None,
+                   config: str = LM_CONFIG) -> tuple:
+    """(Process, base URL) of transformers_lm under gunicorn serving the tiny model saved in ``folder``,
+    once /health says 200. Generation is fast: few new tokens, no batch wait."""
+    port = free_port()
+    env = {"PRETRAINED_MODEL_NAME_OR_PATH": save_tiny_model(folder), "MAX_NEW_TOKENS": "8",
+           "BATCH_WAIT_MS": "0", "TORCH_NUM_THREADS": "1", **(env or {})}
+    process = gunicorn(config, port, env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=120, process=process)
+    except BaseException:
+        process.stop()
+        raise
+    return process, url

@@ -34,13 +34,25 @@ class PromptBuilder:
         self.human, self.assistant = speakers
 
     def text(self, prompt: str, turns: list) -> str:
-        if self.use_chat_template:
-            return self._chat_text(prompt, turns)
-        return self._dream_text(prompt, turns)
+        system = [{"role": "system", "content": prompt}] if prompt else []
+        return self.messages_text(system + [{"role": role, "content": text}
+                                            for role, text in zip(speaker_roles(turns), turns)])
 
     def ids(self, prompt: str, turns: list) -> list:
+        return self._encode(self.text(prompt, turns))
+
+    def message_ids(self, messages: list) -> list:
+        """Input ids of OpenAI-style messages ({"role": system|user|assistant, "content": str})."""
+        return self._encode(self.messages_text(messages))
+
+    def messages_text(self, messages: list) -> str:
+        if self.use_chat_template:
+            return self._chat_text(messages)
+        return self._dream_text(messages)
+
+    def _encode(self, text: str) -> list:
         # A rendered chat template already holds its special tokens (BOS included where the model wants it).
-        return self.tokenizer(self.text(prompt, turns), add_special_tokens=not self.use_chat_template)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
 
     def fit(self, prompt: str, turns: list, budget: int, field: str) -> list:
         """Input ids of the longest suffix of `turns` that fits `budget` tokens; the prompt is never cut.
@@ -61,22 +73,24 @@ class PromptBuilder:
                                       f"tokens; the model window leaves {budget} after the reply's max_new_tokens")
         return best
 
-    def _dream_text(self, prompt: str, turns: list) -> str:
+    def _dream_text(self, messages: list) -> str:
         names = {"user": self.human, "assistant": self.assistant}
-        lines = [f"{names[role]}: {text}" for role, text in zip(speaker_roles(turns), turns)]
-        head = f"{prompt}\n" if prompt else ""
+        system = "\n".join(message["content"] for message in messages if message["role"] == "system")
+        lines = [f"{names[message['role']]}: {message['content']}" for message in messages
+                 if message["role"] != "system"]
+        head = f"{system}\n" if system else ""
         return head + "\n".join(lines) + f"\n{self.assistant}:"
 
-    def _chat_text(self, prompt: str, turns: list) -> str:
-        messages = [{"role": role, "content": text} for role, text in zip(speaker_roles(turns), turns)]
+    def _chat_text(self, messages: list) -> str:
+        system = "\n".join(message["content"] for message in messages if message["role"] == "system")
+        dialog = [message for message in messages if message["role"] != "system"]
         # Some templates insist on user-first or reject a system role: try the closest variant they accept.
-        variants = [messages]
-        if messages[0]["role"] == "assistant":
-            variants.append(messages[1:])
-        if prompt:
-            system = {"role": "system", "content": prompt}
-            variants = [[system] + variant for variant in variants] + [
-                _merge_system(prompt, variant) for variant in variants]
+        variants = [dialog]
+        if dialog and dialog[0]["role"] == "assistant":
+            variants.append(dialog[1:])
+        if system:
+            variants = [[{"role": "system", "content": system}] + variant for variant in variants] + [
+                _merge_system(system, variant) for variant in variants]
         for variant in variants[:-1]:
             try:
                 return self._render(variant)
@@ -89,7 +103,9 @@ class PromptBuilder:
 
 
 def _merge_system(prompt: str, messages: list) -> list:
-    first_user = next(index for index, message in enumerate(messages) if message["role"] == "user")
+    first_user = next((index for index, message in enumerate(messages) if message["role"] == "user"), None)
+    if first_user is None:
+        return [{"role": "user", "content": prompt}] + messages
     merged = [dict(message) for message in messages]
     merged[first_user]["content"] = f"{prompt}\n\n{merged[first_user]['content']}"
     return merged

@@ -9,7 +9,9 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import RequestError
 from .lm_service import LMService
+from .metrics import Metrics, instrument
 from .model_loading import load_model
+from .openapi import docs_page, openapi_document
 from .request_parsing import parse_goals, parse_respond
 from .settings import Settings
 
@@ -36,6 +38,11 @@ class ServiceHolder:
             message = self.error or "the model is loading"
             raise RequestError("model", message, status=503, retry_after=5)
         return self.service
+
+    def queue_length(self) -> int:
+        """Samples waiting for the model; 0 while it loads (getattr: the engine's internals may change)."""
+        engine = getattr(self.service, "engine", None)
+        return len(getattr(engine, "pending", ()))
 
 
 def init_sentry(dsn: str):
@@ -64,6 +71,11 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # larger bodies get 413 before being read
     app.json.ensure_ascii = False  # Russian replies stay readable
     app.extensions["transformers_lm"] = holder
+    metrics = Metrics(queue_length=holder.queue_length)
+    app.extensions["metrics"] = metrics
+    instrument(app, metrics)  # first of the request hooks, so every request is timed
+    spec = openapi_document(settings.service_name)
+    docs = docs_page(spec)
 
     def body():
         # Any content type: Dream's clients don't all set application/json.
@@ -107,6 +119,19 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
             return jsonify({"status": "error", "error": "the inference thread stopped"}), 503
         return jsonify({"status": "ok", "model": service.loaded.name, "device": str(service.loaded.device),
                         "window": service.loaded.window, "batching": service.engine.stats})
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        data, content_type = metrics.render()
+        return data, 200, {"Content-Type": content_type}
+
+    @app.get("/openapi.json")
+    def openapi_json():
+        return jsonify(spec)
+
+    @app.get("/docs")
+    def api_docs():
+        return docs
 
     @app.errorhandler(RequestError)
     def request_error(error: RequestError):
