@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -106,18 +107,44 @@ def save_tiny_model(folder) -> str:
     return str(folder)
 
 
+def tiny_lm(model_folder, env: Optional[Mapping[str, str]] = None, log_path=None, config: str = LM_CONFIG) -> tuple:
+    """(Process, base URL) of transformers_lm under gunicorn on the model saved in ``model_folder``, just
+    started (several can then start side by side): wait for ``{url}/health`` before use."""
+    port = free_port()
+    env = {"PRETRAINED_MODEL_NAME_OR_PATH": str(model_folder), "MAX_NEW_TOKENS": "8",
+           "BATCH_WAIT_MS": "0", "TORCH_NUM_THREADS": "1", **(env or {})}
+    return gunicorn(config, port, env, log_path), f"http://127.0.0.1:{port}"
+
+
 def tiny_lm_server(folder, env: Optional[Mapping[str, str]] = None, log_path=None,
                    config: str = LM_CONFIG) -> tuple:
     """(Process, base URL) of transformers_lm under gunicorn serving the tiny model saved in ``folder``,
     once /health says 200. Generation is fast: few new tokens, no batch wait."""
-    port = free_port()
-    env = {"PRETRAINED_MODEL_NAME_OR_PATH": save_tiny_model(folder), "MAX_NEW_TOKENS": "8",
-           "BATCH_WAIT_MS": "0", "TORCH_NUM_THREADS": "1", **(env or {})}
-    process = gunicorn(config, port, env, log_path)
-    url = f"http://127.0.0.1:{port}"
+    process, url = tiny_lm(save_tiny_model(folder), env, log_path, config)
     try:
         wait_http(f"{url}/health", timeout=120, process=process)
     except BaseException:
         process.stop()
         raise
     return process, url
+
+
+def worker_pids(process: Process) -> list:
+    """PIDs of a gunicorn's workers: the children of its master, read from /proc (no psutil needed)."""
+    children = []
+    for tasks in Path(f"/proc/{process.popen.pid}/task").glob("*/children"):
+        try:
+            children += [int(pid) for pid in tasks.read_text().split()]
+        except FileNotFoundError:  # a thread that just ended
+            continue
+    return sorted(children)
+
+
+def config_with_hook(folder, hook: str, base: str = LM_CONFIG) -> str:
+    """Path of a gunicorn config written in ``folder``: the settings of ``base`` plus ``hook``, Python source
+    such as a ``post_worker_init(worker)`` that injects a fault into each worker."""
+    path = Path(folder) / "gunicorn_with_hook.conf.py"
+    base_path = REPO_ROOT / base
+    settings = f"{{name: value for name, value in runpy.run_path({str(base_path)!r}).items() if name[0] != '_'}}"
+    path.write_text(f"import runpy\n\nglobals().update({settings})\n\n\n{textwrap.dedent(hook).strip()}\n")
+    return str(path)

@@ -55,6 +55,10 @@ def test_request_counters_and_latency_move_with_traffic(server):
     assert moved(before, after, REQUESTS, endpoint=UNMATCHED, status="404") == 1
     assert moved(before, after, REQUESTS, endpoint="/metrics", status="200") == 1  # the first scrape
     assert moved(before, after, LATENCY_COUNT, endpoint="/respond") == 4
+    # The engine reports too: 3 samples x 4 greedy tokens (min_new_tokens of the default config holds EOS back).
+    assert moved(before, after, "transformers_lm_generated_tokens_total") == 12
+    assert moved(before, after, "transformers_lm_time_to_first_token_seconds_count") == 3
+    assert moved(before, after, "transformers_lm_batch_size_count") >= 3
 
 
 def test_the_scrape_holds_every_metric_family(server):
@@ -96,7 +100,7 @@ def test_metrics_objects_do_not_share_a_registry():
 
 
 def test_the_queue_length_is_zero_while_the_model_loads():
-    assert ServiceHolder().queue_length() == 0
+    assert ServiceHolder(Metrics()).queue_length() == 0
 
 
 def test_a_streamed_response_is_timed_until_it_is_closed():

@@ -26,7 +26,7 @@ class BatchEngine:
         self.pending = deque()
         self.condition = threading.Condition()
         self.stats = {"batches": 0, "samples": 0, "rows": 0}
-        self.observers = []  # callables(rows, new_tokens) told about each batch step, e.g. metrics
+        self.metrics = None  # a metrics.Metrics, once the app attaches one
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self.thread.start()
 
@@ -40,6 +40,9 @@ class BatchEngine:
             if len(self.pending) + len(samples) > self.max_queue:
                 raise RequestError("dialog_contexts", f"the queue is full ({self.max_queue} samples waiting); "
                                                       "retry later", status=429, retry_after=1)
+            now = time.monotonic()
+            for sample in samples:
+                sample.submitted_at = now
             self.pending.extend(samples)
             self.condition.notify()
         return [sample.future for sample in samples]
@@ -96,14 +99,25 @@ class BatchEngine:
             return
         rows = sum(sample.rows for sample in group)
         self.count(batches=1, samples=len(group), rows=rows)
-        self.observe(rows, sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
+        self.observe_batch(rows)
+        self.add_tokens(sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
         for sample, hypotheses in zip(group, results):
+            self.first_token(sample)  # a static batch shows nothing before it ends
             sample.future.set_result(hypotheses)
 
     def count(self, **amounts):
         for name, amount in amounts.items():
             self.stats[name] = self.stats.get(name, 0) + amount
 
-    def observe(self, rows: int, new_tokens: int):
-        for observer in self.observers:
-            observer(rows, new_tokens)
+    def observe_batch(self, rows: int):
+        if self.metrics is not None:
+            self.metrics.observe_batch(rows)
+
+    def add_tokens(self, count: int):
+        self.count(generated_tokens=count)
+        if self.metrics is not None:
+            self.metrics.add_tokens(count)
+
+    def first_token(self, sample):
+        if self.metrics is not None:
+            self.metrics.observe_ttft(time.monotonic() - sample.submitted_at)

@@ -89,6 +89,7 @@ class ContinuousEngine(BatchEngine):
         sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
         self.sequences[sample] = sequences
         self._take(sequences, prefill.logits.expand(len(sequences), -1).clone())
+        self.first_token(sample)
         alive = [sequence for sequence in sequences if not sequence.finished]
         if alive:
             self.batch.join(prefill, len(alive))
@@ -108,7 +109,7 @@ class ContinuousEngine(BatchEngine):
             self.batch.keep([])
             return
         self.count(steps=1, rows=len(self.running))
-        self.observe(len(self.running), len(self.running))
+        self.observe_batch(len(self.running))
         for sample in {sequence.sample for sequence in self.running if sequence.finished or sequence.sample.abandoned}:
             self._settle(sample)
         keep = [index for index, sequence in enumerate(self.running)
@@ -118,9 +119,10 @@ class ContinuousEngine(BatchEngine):
             self.running = [self.running[index] for index in keep]
 
     def _take(self, sequences: list, logits):
-        for sequence, token in zip(sequences, choose_tokens(sequences, logits)):
+        tokens = choose_tokens(sequences, logits)
+        for sequence, token in zip(sequences, tokens):
             sequence.add(token)
-        self.count(generated_tokens=len(sequences))
+        self.add_tokens(sum(token not in sequence.eos for sequence, token in zip(sequences, tokens)))
 
     def _settle(self, sample):
         """Resolve a sample's future once all its sequences are done (or nobody waits any more)."""

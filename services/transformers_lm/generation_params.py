@@ -4,7 +4,8 @@ Names are HF `GenerationConfig` names. Two Dream conventions are translated here
 - `max_length` / `min_length` count *new* tokens when the same config does not also give
   `max_new_tokens` / `min_new_tokens` (Dream's clients meant the reply's length; read literally, a
   prompt longer than `max_length` would silently yield nothing).
-- `temperature: 0` means greedy decoding, as in OpenAI-style APIs.
+- `temperature: 0` means greedy decoding, as in OpenAI-style APIs (so does any value below 1e-5, as in vLLM:
+  dividing logits by it would overflow float32).
 - `min_new_tokens` is capped at `max_new_tokens` (a request for 1 token beats a default minimum of 8).
 """
 import json
@@ -17,17 +18,26 @@ from transformers import GenerationConfig
 from common.generative_config_files import load_generative_config
 
 from .errors import RequestError
+from .request_parsing import is_text
 
 KNOWN_TO_HF = frozenset(GenerationConfig().to_dict())
 SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p")
+GREEDY_BELOW_TEMPERATURE = 1e-5
+# Bounds that keep one request from stalling the inference thread or overflowing its arithmetic.
+MAX_BEAMS = 16  # each beam is a batch row
+MAX_LIST_ITEMS = 256  # stop strings, replacement pairs, token id lists: each is checked at every step
+MAX_STOP_STRING_CHARS = 256  # the tail decoded at every step is as long as the longest stop string
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit, and sequence i of a request is seeded seed + i
 
 
-def _int(minimum):
+def _int(minimum, maximum=math.inf):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
         if value < minimum:
             raise ValueError(f"must be >= {minimum}")
+        if value > maximum:
+            raise ValueError(f"must be <= {maximum}")
         return value
     return check
 
@@ -51,16 +61,24 @@ def _bool(value):
 
 def _token_ids(value):
     ids = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(ids, list) or not ids or not all(_is_token_id(item) for item in ids):
-        raise ValueError("must be a token id or a non-empty list of token ids")
+    if not _is_id_list(ids):
+        raise ValueError(f"must be a token id or a non-empty list of at most {MAX_LIST_ITEMS} token ids")
     return tuple(ids)
 
 
 def _bad_words(value):
-    if not isinstance(value, list) or not all(
-            isinstance(words, list) and words and all(_is_token_id(item) for item in words) for words in value):
-        raise ValueError("must be a list of non-empty lists of token ids")
+    if not _is_short_list(value) or not all(_is_id_list(words) for words in value):
+        raise ValueError(f"must be a list of at most {MAX_LIST_ITEMS} non-empty lists of at most "
+                         f"{MAX_LIST_ITEMS} token ids")
     return tuple(tuple(words) for words in value)
+
+
+def _is_short_list(value) -> bool:
+    return isinstance(value, list) and len(value) <= MAX_LIST_ITEMS
+
+
+def _is_id_list(value) -> bool:
+    return _is_short_list(value) and bool(value) and all(_is_token_id(item) for item in value)
 
 
 def _is_token_id(value):
@@ -69,17 +87,26 @@ def _is_token_id(value):
 
 def _strings(value):
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-        raise ValueError("must be a non-empty string or a list of them")
+    if not _is_short_list(items) or not all(is_text(item) and 0 < len(item) <= MAX_STOP_STRING_CHARS
+                                            for item in items):
+        raise ValueError(f"must be a non-empty string of at most {MAX_STOP_STRING_CHARS} characters "
+                         f"or a list of at most {MAX_LIST_ITEMS} of them")
     return tuple(items)
 
 
+class Replacement(tuple):
+    """[pattern, substitute] pairs, and the config field they came from: applying them can fail later
+    (prompting.MAX_REPLACED_CHARS), and that error names the field."""
+    field = "replacement"
+
+
 def _replacement(value):
-    if not isinstance(value, list) or not all(
-            isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) and pair[0]
+    if not _is_short_list(value) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(is_text(part) for part in pair) and pair[0]
             for pair in value):
-        raise ValueError("must be a list of [pattern, substitute] string pairs with non-empty patterns")
-    return tuple(tuple(pair) for pair in value)
+        raise ValueError(f"must be a list of at most {MAX_LIST_ITEMS} [pattern, substitute] string pairs "
+                         "with non-empty patterns")
+    return Replacement(tuple(pair) for pair in value)
 
 
 # Parameters this service accepts, with their checks. The HF ones go to generate() unchanged.
@@ -87,21 +114,21 @@ CHECKS = {
     "max_new_tokens": _int(1),
     "min_new_tokens": _int(0),
     "do_sample": _bool,
-    "temperature": _float(0.0),
+    "temperature": _float(0.0, 100.0),
     "top_p": _float(0.0, 1.0, low_open=True),
     "top_k": _int(0),
     "min_p": _float(0.0, 1.0),
     "typical_p": _float(0.0, 1.0, low_open=True),
-    "repetition_penalty": _float(0.0, low_open=True),
+    "repetition_penalty": _float(0.01, 100.0),
     "no_repeat_ngram_size": _int(0),
-    "num_beams": _int(1),
-    "length_penalty": _float(-math.inf),
+    "num_beams": _int(1, MAX_BEAMS),
+    "length_penalty": _float(-10.0, 10.0),  # beam scores divide by length ** length_penalty
     "early_stopping": _bool,
     "num_return_sequences": _int(1),
     "eos_token_id": _token_ids,
     "bad_words_ids": _bad_words,
     "stop_strings": _strings,
-    "seed": _int(0),
+    "seed": _int(0, MAX_SEED),
     "replacement": _replacement,
 }
 # Handled by this module, never passed to generate() as such.
@@ -194,8 +221,10 @@ def parse(config: dict, field: str, max_new_tokens_limit: int = None, max_return
             if any(token >= vocab_size for token in ids):
                 raise RequestError(f"{field}.{name}", f"{name} holds token ids outside the vocabulary ({vocab_size})")
 
-    if values.get("temperature") == 0.0:
+    if values.get("temperature", 1.0) < GREEDY_BELOW_TEMPERATURE:
         values["do_sample"] = False
+    if "replacement" in values:
+        values["replacement"].field = f"{field}.replacement"
     if "min_new_tokens" in values:
         # A request asking for fewer tokens than the model's default minimum gets what it asked for.
         values["min_new_tokens"] = min(values["min_new_tokens"], values.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))

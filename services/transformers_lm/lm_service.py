@@ -9,6 +9,7 @@ from .continuous import ContinuousEngine
 from .errors import RequestError
 from .generation_params import capped_defaults, load_defaults, merge, parse
 from .kv_batch import supports_continuous
+from .openai_api import OPENAI_DEFAULTS
 from .prompting import PromptBuilder, apply_replacement
 from .replies import StopMatcher, finish_reply
 from .request_parsing import Task
@@ -19,6 +20,9 @@ logger = logging.getLogger(__name__)
 GOALS_INSTRUCTION = "You read instructions written for an AI assistant and summarise the goals they set."
 GOALS_QUESTION = ("Here is the instruction an AI assistant was given:\n\n{prompt}\n\n"
                   "In one or two sentences, what goals does this instruction give the assistant?")
+GONE_POLL_S = 0.5  # how often a waiting handler checks that its client is still there
+# Limit errors name our parameters; an OpenAI client knows them by these names.
+OPENAI_NAMES = {"max_new_tokens": "max_tokens", "num_return_sequences": "n", "stop_strings": "stop"}
 # Goals are a summary, not a chat reply: one deterministic answer unless the caller says otherwise.
 GOALS_DEFAULTS = {"num_return_sequences": 1, "do_sample": False, "max_new_tokens": 100}
 
@@ -48,29 +52,58 @@ class LMService:
         self.builder = PromptBuilder(loaded.tokenizer, settings.prompt_format, settings.speakers)
         self.engine = engine or build_engine(settings, loaded)
 
-    def respond(self, tasks: list) -> tuple:
-        """(hypotheses per task, RequestError per task or None); bad input raises RequestError first."""
+    def respond(self, tasks: list, gone=None) -> tuple:
+        """(hypotheses per task, RequestError per task or None); bad input raises RequestError first.
+        `gone()` tells whether the client left (see collect)."""
         self._check_count(len(tasks), "dialog_contexts")
         samples = [self.sample(task, self.defaults, f"configs[{index}]") for index, task in enumerate(tasks)]
-        return self._replies(samples, [task.field for task in tasks])
+        return self._replies(samples, [task.field for task in tasks], gone)
 
-    def generate_goals(self, prompts: list, configs: list) -> tuple:
+    def generate_goals(self, prompts: list, configs: list, gone=None) -> tuple:
         self._check_count(len(prompts), "prompts")
         defaults = merge(self.defaults, GOALS_DEFAULTS)
         tasks = [self.goals_task(prompt, config, f"prompts[{index}]")
                  for index, (prompt, config) in enumerate(zip(prompts, configs))]
         samples = [self.sample(task, defaults, f"configs[{index}]") for index, task in enumerate(tasks)]
-        results, errors = self._replies(samples, [task.field for task in tasks])
+        results, errors = self._replies(samples, [task.field for task in tasks], gone)
         return [hypotheses[0] for hypotheses in results], errors
 
     @staticmethod
     def goals_task(prompt: str, config, field: str) -> Task:
         return Task(GOALS_INSTRUCTION, [GOALS_QUESTION.format(prompt=prompt)], config, field)
 
+    def openai_samples(self, request) -> list:
+        """An OpenAI request's samples: one for a chat, one per prompt for a completion (each with n choices).
+        Chat templates end turns with EOS, so only stop strings end a reply there, not Dream's speaker labels."""
+        try:
+            params = self._params(merge(merge(self.defaults, OPENAI_DEFAULTS), request.config), "request")
+        except RequestError as error:
+            name = error.field.rsplit(".", 1)[-1]
+            openai_name = OPENAI_NAMES.get(name, name)
+            raise RequestError(openai_name, error.message.replace(name, openai_name, 1), error.status) from None
+        if request.kind == "chat":
+            inputs = [(self.builder.message_ids(request.messages), "messages")]
+            labels = not self.builder.use_chat_template
+        else:
+            self._check_count(len(request.prompts), "prompt")
+            inputs = [(self.loaded.tokenizer(prompt)["input_ids"], f"prompt[{index}]")
+                      for index, prompt in enumerate(request.prompts)]
+            labels = False
+        matcher = stop_matcher(tuple(self.settings.stop_strings) + params.stop_strings, labels)
+        for input_ids, field in inputs:
+            if not input_ids:
+                raise RequestError(field, "the prompt is empty")
+            if len(input_ids) + params.max_new_tokens > self.loaded.window:
+                raise RequestError(field, f"{len(input_ids)} prompt tokens plus max_tokens {params.max_new_tokens} "
+                                          f"exceed the model's context length ({self.loaded.window} tokens)")
+        return [Sample(input_ids=input_ids, params=params, matcher=matcher) for input_ids, _ in inputs]
+
+    def _params(self, config: dict, field: str):
+        return parse(config, field, vocab_size=self.vocab_size, max_new_tokens_limit=self.settings.max_new_tokens,
+                     max_return_sequences=self.settings.max_return_sequences)
+
     def sample(self, task, defaults: dict, config_field: str) -> Sample:
-        params = parse(merge(defaults, task.config), config_field, vocab_size=self.vocab_size,
-                       max_new_tokens_limit=self.settings.max_new_tokens,
-                       max_return_sequences=self.settings.max_return_sequences)
+        params = self._params(merge(defaults, task.config), config_field)
         budget = self.loaded.window - params.max_new_tokens
         if budget <= 0:
             raise RequestError(f"{config_field}.max_new_tokens",
@@ -85,29 +118,44 @@ class LMService:
         if count > self.settings.max_contexts:
             raise RequestError(field, f"at most {self.settings.max_contexts} items per request (MAX_CONTEXTS)")
 
-    def _replies(self, samples: list, fields: list) -> tuple:
+    def _replies(self, samples: list, fields: list, gone=None) -> tuple:
         """Dream's replies: hypotheses post-processed, "" for a failed sample."""
-        results, errors = self._collect(samples, fields)
+        results, errors = self.collect(samples, fields, gone)
         replies = [[finish_reply(hypothesis.text, sample.matcher, sample.params.replacement)
                     for hypothesis in hypotheses] if hypotheses else [""] * sample.params.num_return_sequences
                    for sample, hypotheses in zip(samples, results)]
         return replies, errors
 
-    def _collect(self, samples: list, fields: list) -> tuple:
-        """Wait for every sample until one shared deadline; a sample past it leaves the queue (it is never
-        generated if it has not started) and is reported as 504."""
+    def collect(self, samples: list, fields: list, gone=None) -> tuple:
+        """(Hypotheses or None, RequestError or None) per sample. Waits for every sample until one shared
+        deadline; a sample past it leaves the queue (or the running batch) and is reported as 504.
+        Every GONE_POLL_S `gone()` is asked whether the client left; then all the samples are dropped and
+        RequestError 499 (nginx's "client closed request") is raised for the access log."""
         futures = self.engine.submit(samples)
         deadline = time.monotonic() + self.settings.request_timeout
+        next_check = 0.0
         results, errors = [], []
         for sample, future, field in zip(samples, futures, fields):
-            try:
-                results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
-                errors.append(None)
-            except FutureTimeout:
-                self.engine.withdraw(sample)
-                results.append(None)
-                errors.append(RequestError(field, "generation timed out (REQUEST_TIMEOUT)", status=504))
-            except Exception:  # the engine already logged the cause
-                results.append(None)
-                errors.append(RequestError(field, "generation failed", status=500))
+            while True:
+                now = time.monotonic()
+                if gone is not None and now >= next_check:
+                    next_check = now + GONE_POLL_S
+                    if gone():
+                        for waiting in samples:
+                            self.engine.withdraw(waiting)
+                        raise RequestError("request", "the client closed the connection", status=499)
+                try:
+                    wait = min(deadline, next_check) - now if gone is not None else deadline - now
+                    results.append(future.result(timeout=max(0.0, wait)))
+                    errors.append(None)
+                except FutureTimeout:
+                    if time.monotonic() < deadline:
+                        continue
+                    self.engine.withdraw(sample)
+                    results.append(None)
+                    errors.append(RequestError(field, "generation timed out (REQUEST_TIMEOUT)", status=504))
+                except Exception:  # the engine already logged the cause
+                    results.append(None)
+                    errors.append(RequestError(field, "generation failed", status=500))
+                break
         return results, errors

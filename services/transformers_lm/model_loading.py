@@ -134,10 +134,12 @@ def load_model(settings) -> LoadedModel:
     torch.set_num_threads(max(1, settings.torch_threads))
     name, source = resolve_source(settings)
     device, dtype = choose_device(settings)
-    options = {"dtype": dtype, "token": settings.hf_token}
+    # trust_remote_code is always explicit: only TRUST_REMOTE_CODE=1 lets a model's own code run here.
+    options = {"dtype": dtype, "token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
     if settings.use_flash_attention_2 and device.type == "cuda":
         options["attn_implementation"] = "flash_attention_2"
-    tokenizer = AutoTokenizer.from_pretrained(source, token=settings.hf_token)
+    tokenizer = AutoTokenizer.from_pretrained(source, token=settings.hf_token,
+                                              trust_remote_code=settings.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -16,8 +16,9 @@ from .request_parsing import require_object
 ROLES = ("system", "user", "assistant")
 MAX_STOP_STRINGS = 4  # OpenAI's limit
 MAX_TEMPERATURE = 2.0
-# OpenAI's n defaults to 1 whatever the model's Dream config says: merge this under the request's config.
-OPENAI_DEFAULTS = {"num_return_sequences": 1}
+# OpenAI's n defaults to 1 whatever the model's Dream config says, and a reply may be as short as the model
+# likes (Dream's min_new_tokens would hold back EOS): merge this under the request's config.
+OPENAI_DEFAULTS = {"num_return_sequences": 1, "min_new_tokens": 0}
 
 # Unimplemented parameters -> the values that leave the output as if they were absent.
 COMMON_DEFAULTS = {

@@ -4,16 +4,29 @@ from jinja2.exceptions import TemplateError
 from .errors import RequestError
 
 
+# A few replacement pairs applied in turn can multiply a text's length: refuse past this size.
+MAX_REPLACED_CHARS = 1_000_000
+
+
 def apply_replacement(text: str, pairs) -> str:
     for pattern, substitute in pairs:
-        text = text.replace(pattern, substitute)
+        text = _replace(text, pattern, substitute, pairs)
     return text
 
 
 def reverse_replacement(text: str, pairs) -> str:
     for pattern, substitute in reversed(pairs):
-        text = text.replace(substitute, pattern)
+        if substitute:  # a deletion can't be undone; replacing "" would insert the pattern everywhere
+            text = _replace(text, substitute, pattern, pairs)
     return text
+
+
+def _replace(text: str, old: str, new: str, pairs) -> str:
+    grown = len(text) + text.count(old) * (len(new) - len(old))
+    if grown > max(len(text), MAX_REPLACED_CHARS):
+        raise RequestError(getattr(pairs, "field", "replacement"),
+                           f"the replacement would grow a text to {grown} characters (at most {MAX_REPLACED_CHARS})")
+    return text.replace(old, new)
 
 
 def speaker_roles(turns: list) -> list:

@@ -1,6 +1,8 @@
 """Shape checks of Dream request bodies; each failure names the field it is about."""
 from dataclasses import dataclass
 
+from common.redaction import remember_fields
+
 from .errors import RequestError
 
 
@@ -16,15 +18,32 @@ class Task:
 def require_object(body) -> dict:
     if not isinstance(body, dict):
         raise RequestError("body", "the body must be a JSON object")
+    remember_fields(body)  # forwarded keys (openai_api_keys, ...) are cut out of any log line or Sentry event
     return body
+
+
+def is_text(value) -> bool:
+    """A str that UTF-8 can encode: JSON escapes may carry lone surrogates ("\\ud800"), which tokenizers reject."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value, field: str):
+    if not is_text(value):
+        raise RequestError(field, "must be a string" if not isinstance(value, str) else
+                           "must be valid Unicode text (it holds a lone surrogate)")
 
 
 def _string_list(value, field: str) -> list:
     if not isinstance(value, list):
         raise RequestError(field, "must be a list of strings")
     for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise RequestError(f"{field}[{index}]", "must be a string")
+        check_text(item, f"{field}[{index}]")
     return value
 
 
@@ -43,8 +62,8 @@ def _per_item(body: dict, name: str, count: int, check) -> list:
 
 
 def _check_prompt(item, field):
-    if item is not None and not isinstance(item, str):
-        raise RequestError(field, "must be a string")
+    if item is not None:
+        check_text(item, field)
 
 
 def _check_config(item, field):

@@ -27,6 +27,7 @@ class Sample:
     listener: Optional[Callable[[int, str], None]] = None
     future: Future = field(default_factory=Future)
     abandoned: bool = False  # set when nobody waits any more: the engine drops its rows at the next step
+    submitted_at: float = 0.0  # time.monotonic() when queued, for time-to-first-token
 
     @property
     def rows(self) -> int:

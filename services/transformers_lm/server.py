@@ -3,17 +3,24 @@ import json
 import logging
 import os
 import threading
+from functools import partial
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from common import redaction
+
+from .disconnects import client_gone
 from .errors import RequestError
+from .http_json import json_body
 from .lm_service import LMService
 from .metrics import Metrics, instrument
 from .model_loading import load_model
+from .openai_routes import openai_blueprint
 from .openapi import docs_page, openapi_document
 from .request_parsing import parse_goals, parse_respond
 from .settings import Settings
+from .watchdog import start_watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +28,18 @@ logger = logging.getLogger(__name__)
 class ServiceHolder:
     """The LMService once the model is loaded; /health and the endpoints read its state."""
 
-    def __init__(self):
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
         self.service = None
         self.error = None
 
+    def serve(self, service: LMService):
+        service.engine.metrics = self.metrics
+        self.service = service
+
     def load(self, settings):
         try:
-            loaded = load_model(settings)
-            self.service = LMService(settings, loaded)
+            self.serve(LMService(settings, load_model(settings)))
         except Exception as error:
             logger.exception("model loading failed")
             self.error = f"model loading failed: {type(error).__name__}"
@@ -51,38 +62,38 @@ def init_sentry(dsn: str):
 
     # Request bodies and stack locals may hold forwarded API keys: never send them.
     sentry_sdk.init(dsn=dsn, integrations=[FlaskIntegration()], send_default_pii=False,
-                    max_request_body_size="never", include_local_variables=False)
+                    max_request_body_size="never", include_local_variables=False,
+                    before_send=redaction.before_send)
 
 
 def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     """The app; without `service`, the model loads in a background thread so /health can say 503 meanwhile."""
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install_logging_filter()
+    redaction.remember_environ()  # HF_ACCESS_TOKEN and any *_KEY / *_TOKEN the container holds
     settings = settings or Settings.from_env()
+    redaction.remember(settings.hf_token)
     if settings.sentry_dsn:
         init_sentry(settings.sentry_dsn)
-    holder = ServiceHolder()
+    metrics = Metrics(queue_length=lambda: holder.queue_length())
+    holder = ServiceHolder(metrics)
     if service is not None:
-        holder.service = service
+        holder.serve(service)
     else:
         threading.Thread(target=holder.load, args=(settings,), name="model-loading", daemon=True).start()
+        # Only here is the process ours to stop: an app handed a service is embedded (tests, tools).
+        start_watchdog(lambda: getattr(holder.service, "engine", None))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # larger bodies get 413 before being read
     app.json.ensure_ascii = False  # Russian replies stay readable
     app.extensions["transformers_lm"] = holder
-    metrics = Metrics(queue_length=holder.queue_length)
     app.extensions["metrics"] = metrics
     instrument(app, metrics)  # first of the request hooks, so every request is timed
+    app.register_blueprint(openai_blueprint(holder, settings))
     spec = openapi_document(settings.service_name)
     docs = docs_page(spec)
-
-    def body():
-        # Any content type: Dream's clients don't all set application/json.
-        try:
-            return json.loads(request.get_data() or b"null")
-        except ValueError:
-            raise RequestError("body", "the body is not valid JSON") from None
 
     def answer(results, errors):
         """200 with every result; failed samples hold empty strings and are listed in X-Sample-Errors.
@@ -97,13 +108,13 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
 
     @app.post("/respond")
     def respond():
-        tasks = parse_respond(body())
-        return answer(*holder.ready().respond(tasks))
+        tasks = parse_respond(json_body())
+        return answer(*holder.ready().respond(tasks, gone=partial(client_gone, request.environ)))
 
     @app.post("/generate_goals")
     def generate_goals():
-        prompts, configs = parse_goals(body())
-        return answer(*holder.ready().generate_goals(prompts, configs))
+        prompts, configs = parse_goals(json_body())
+        return answer(*holder.ready().generate_goals(prompts, configs, gone=partial(client_gone, request.environ)))
 
     @app.route("/ping", methods=["GET", "POST"])
     def ping():

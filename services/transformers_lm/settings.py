@@ -47,6 +47,7 @@ class Settings:
     language: str = "EN"
     stop_strings: tuple = ()
     use_flash_attention_2: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with a model: opt-in, it executes as this service
     hf_token: str = field(default=None, repr=False)
     service_name: str = "transformers_lm"
     generative_config: str = "default_generative_config.json"
@@ -64,6 +65,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     max_queue: int = 256
     sentry_dsn: str = field(default=None, repr=False)
+    api_key: str = field(default=None, repr=False)
 
     @property
     def speakers(self) -> tuple:
@@ -84,6 +86,7 @@ class Settings:
             language=(env.get("LANGUAGE") or "EN").strip().upper(),
             stop_strings=tuple(parse_list(env.get("ADDITIONAL_EOS_TOKENS", env.get("EOS_TOKENS")))),
             use_flash_attention_2=parse_flag(env.get("USE_FLASH_ATTENTION_2")),
+            trust_remote_code=parse_flag(env.get("TRUST_REMOTE_CODE")),
             hf_token=env.get("HF_ACCESS_TOKEN") or None,
             service_name=env.get("SERVICE_NAME") or "transformers_lm",
             generative_config=env.get("GENERATIVE_CONFIG") or "default_generative_config.json",
@@ -101,4 +104,5 @@ class Settings:
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or 4 * 1024 * 1024),
             max_queue=int(env.get("MAX_QUEUE") or 256),
             sentry_dsn=env.get("SENTRY_DSN") or None,
+            api_key=env.get("API_KEY") or None,
         )

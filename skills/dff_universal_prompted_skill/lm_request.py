@@ -8,6 +8,9 @@ from common.forwarded_variables import compose_sending_variables
 from .context import dialog_context, last_human_attributes, prompt_of
 from .settings import Settings
 
+# A caller's timeout beyond this is a mistake, and an infinite one would hold a thread forever.
+MAX_TIMEOUT_S = 3600.0
+
 
 @dataclass(frozen=True)
 class LMRequest:
@@ -32,8 +35,9 @@ def merge_config(
         raise ValueError("lm_service_config must be an object")
     config = {**default_config, **(caller_config or {})}
     timeout = config.pop("timeout", default_timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"lm_service_config.timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ValueError(f"lm_service_config.timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], "
+                         f"got {timeout!r}")
     return config, float(timeout)
 
 

@@ -1,4 +1,5 @@
 """Flask app of the universal prompted skill: routes only; the work lives in batch.py."""
+import json
 import logging
 import os
 import time
@@ -7,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import sentry_sdk
 from flask import Flask, jsonify, request
 from sentry_sdk.integrations.flask import FlaskIntegration
+
+from common import redaction
 
 from .batch import respond_to_batch
 from .settings import Settings
@@ -27,10 +30,10 @@ def create_app() -> Flask:
 
     @app.post("/respond")
     def respond():
-        # Any content type: not every Dream client sets application/json.
-        body = request.get_json(force=True, silent=True)
+        body = _json_body()
         if not isinstance(body, dict) or not isinstance(body.get("dialog_batch"), list):
             return jsonify(error="expected a JSON object with a 'dialog_batch' list", field="dialog_batch"), 400
+        redaction.remember_fields(body)  # e.g. openai_api_key attributes: cut out of any log line or Sentry event
         started = time.monotonic()
         replies = respond_to_batch(body["dialog_batch"], settings, executor)
         logger.info("%s: %d dialogs answered in %.2fs", settings.service_name, len(replies), time.monotonic() - started)
@@ -50,6 +53,15 @@ def create_app() -> Flask:
     return app
 
 
+def _json_body():
+    """The body as JSON, or None. Any content type: not every Dream client sets application/json.
+    Nesting deeper than the parser's recursion limit is just another unreadable body."""
+    try:
+        return json.loads(request.get_data() or b"null")
+    except (ValueError, RecursionError):
+        return None
+
+
 def _configure_logging():
     # Under gunicorn, app logs share its handlers and --log-level; elsewhere log INFO to stderr.
     gunicorn_logger = logging.getLogger("gunicorn.error")
@@ -59,6 +71,8 @@ def _configure_logging():
         root.setLevel(gunicorn_logger.level)
     else:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s", level=logging.INFO)
+    redaction.install_logging_filter()
+    redaction.remember_environ()  # OPENAI_API_KEY and the like, forwarded from the skill's own environment
 
 
 def _configure_sentry(dsn):
@@ -69,4 +83,5 @@ def _configure_sentry(dsn):
             integrations=[FlaskIntegration()],
             max_request_body_size="never",
             include_local_variables=False,
+            before_send=redaction.before_send,
         )
