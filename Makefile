@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model test system-deps clean-venv
+.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench test system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,11 @@ add-model: setup
 
 remove-model: setup
 	$(BIN)/python -m tools.add_model remove $(ARGS)
+
+# Throughput against the Dream pattern and raw generate() (scripts/bench/bench_respond.py); BENCH_ARGS to tune.
+bench: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python -m scripts.bench.bench_respond $(BENCH_ARGS)
 
 # Debian packages the tests run for real: nginx (proxy) and docker-compose (compose file checks).
 system-deps:

@@ -1,9 +1,11 @@
 """The batching engine on a tiny random model: batches form, results match solo runs, rows stop on their own."""
 import threading
+import time
 
 import pytest
 
 from services.transformers_lm.batching import BatchEngine
+from services.transformers_lm.errors import RequestError
 from services.transformers_lm.generation import generate_group
 from services.transformers_lm.lm_service import LMService
 from services.transformers_lm.request_parsing import Task
@@ -177,3 +179,25 @@ def test_a_request_past_its_deadline_gets_504_and_its_queued_samples_are_dropped
     assert errors[1].field == "dialog_contexts[1]"
     assert len(engine.pending) == 0
     release.set()
+
+
+def test_goals_defaults_are_lowered_to_the_max_new_tokens_limit(loaded):
+    service = LMService(Settings(max_new_tokens=8), loaded, engine=BatchEngine(loaded, batch_wait_s=0))
+    replies, errors = service.generate_goals(["Be kind."], [None])
+    assert errors == [None] and len(replies) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_waiting_requests_get_503_at_once_when_the_inference_thread_dies(loaded):
+    class ThreadDeath(BaseException):
+        """Not an Exception: the engine's failure isolation does not catch it, the thread ends."""
+
+    def die(loaded_model, samples):
+        raise ThreadDeath()
+
+    service = LMService(Settings(request_timeout=60), loaded,
+                        engine=BatchEngine(loaded, batch_wait_s=0, run_group=die))
+    started = time.monotonic()
+    with pytest.raises(RequestError) as caught:
+        service.respond([Task("", ["hi"], GREEDY)])
+    assert caught.value.status == 503 and time.monotonic() - started < 5

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 GOALS_INSTRUCTION = "You read instructions written for an AI assistant and summarise the goals they set."
 GOALS_QUESTION = ("Here is the instruction an AI assistant was given:\n\n{prompt}\n\n"
                   "In one or two sentences, what goals does this instruction give the assistant?")
-GONE_POLL_S = 0.5  # how often a waiting handler checks that its client is still there
+GONE_POLL_S = 0.5  # how often a waiting handler checks that its client and the engine are still there
 # Limit errors name our parameters; an OpenAI client knows them by these names.
 OPENAI_NAMES = {"max_new_tokens": "max_tokens", "num_return_sequences": "n", "stop_strings": "stop"}
 # Goals are a summary, not a chat reply: one deterministic answer unless the caller says otherwise.
@@ -61,7 +61,8 @@ class LMService:
 
     def generate_goals(self, prompts: list, configs: list, gone=None) -> tuple:
         self._check_count(len(prompts), "prompts")
-        defaults = merge(self.defaults, GOALS_DEFAULTS)
+        defaults = capped_defaults(merge(self.defaults, GOALS_DEFAULTS), self.settings.max_new_tokens,
+                                   self.settings.max_return_sequences)
         tasks = [self.goals_task(prompt, config, f"prompts[{index}]")
                  for index, (prompt, config) in enumerate(zip(prompts, configs))]
         samples = [self.sample(task, defaults, f"configs[{index}]") for index, task in enumerate(tasks)]
@@ -129,8 +130,8 @@ class LMService:
     def collect(self, samples: list, fields: list, gone=None) -> tuple:
         """(Hypotheses or None, RequestError or None) per sample. Waits for every sample until one shared
         deadline; a sample past it leaves the queue (or the running batch) and is reported as 504.
-        Every GONE_POLL_S `gone()` is asked whether the client left; then all the samples are dropped and
-        RequestError 499 (nginx's "client closed request") is raised for the access log."""
+        Every GONE_POLL_S it checks that the engine is alive (else 503) and asks `gone()` whether the client
+        left; then all the samples are dropped and 499 (nginx's "client closed request") is raised for the log."""
         futures = self.engine.submit(samples)
         deadline = time.monotonic() + self.settings.request_timeout
         next_check = 0.0
@@ -138,15 +139,11 @@ class LMService:
         for sample, future, field in zip(samples, futures, fields):
             while True:
                 now = time.monotonic()
-                if gone is not None and now >= next_check:
+                if now >= next_check:
                     next_check = now + GONE_POLL_S
-                    if gone():
-                        for waiting in samples:
-                            self.engine.withdraw(waiting)
-                        raise RequestError("request", "the client closed the connection", status=499)
+                    self._check_waiting(samples, gone)
                 try:
-                    wait = min(deadline, next_check) - now if gone is not None else deadline - now
-                    results.append(future.result(timeout=max(0.0, wait)))
+                    results.append(future.result(timeout=max(0.0, min(deadline, next_check) - now)))
                     errors.append(None)
                 except FutureTimeout:
                     if time.monotonic() < deadline:
@@ -159,3 +156,14 @@ class LMService:
                     errors.append(RequestError(field, "generation failed", status=500))
                 break
         return results, errors
+
+    def _check_waiting(self, samples: list, gone):
+        """Stop waiting when nothing can come (the inference thread died: 503 now, not at the deadline) or
+        nobody will read it (the client left: its samples are dropped)."""
+        if not self.engine.alive:
+            raise RequestError("model", "the inference thread stopped; this worker is restarting", status=503,
+                               retry_after=5)
+        if gone is not None and gone():
+            for waiting in samples:
+                self.engine.withdraw(waiting)
+            raise RequestError("request", "the client closed the connection", status=499)

@@ -2,7 +2,7 @@
 
 tests/test_openapi.py validates the document and compares its paths with the app's URL map.
 """
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .openai_api import CHAT_DEFAULTS, COMPLETION_DEFAULTS, MAX_STOP_STRINGS, MAX_TEMPERATURE, ROLES
 
@@ -215,4 +215,4 @@ DOCS_TEMPLATE = """<!doctype html>
 
 def docs_page(spec: dict) -> str:
     """A self-contained page (no CDN) listing the endpoints of `spec`; sandboxed, autoescaped rendering."""
-    return SandboxedEnvironment(autoescape=True).from_string(DOCS_TEMPLATE).render(spec=spec)
+    return ImmutableSandboxedEnvironment(autoescape=True).from_string(DOCS_TEMPLATE).render(spec=spec)

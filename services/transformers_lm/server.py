@@ -68,7 +68,7 @@ def init_sentry(dsn: str):
 
 def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     """The app; without `service`, the model loads in a background thread so /health can say 503 meanwhile."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redaction.install_logging_filter()
     redaction.remember_environ()  # HF_ACCESS_TOKEN and any *_KEY / *_TOKEN the container holds
