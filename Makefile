@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench test system-deps clean-venv
+.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench load test system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -59,6 +59,11 @@ remove-model: setup
 bench: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python -m scripts.bench.bench_respond $(BENCH_ARGS)
+
+# N clients for M minutes against the running `make serve` (scripts/load_respond.py); LOAD_ARGS to tune.
+LOAD_ARGS ?= --clients 8 --duration 10m --max-new-tokens 32
+load: setup
+	$(BIN)/python -m scripts.load_respond --url http://$(SERVICE_HOST):$(SERVICE_PORT)/respond $(LOAD_ARGS)
 
 # Debian packages the tests run for real: nginx (proxy) and docker-compose (compose file checks).
 system-deps:

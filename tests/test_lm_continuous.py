@@ -64,6 +64,17 @@ def test_greedy_outputs_equal_solo_generate_token_for_token(loaded, engine):
     assert engine.stats["steps"] < sum(hypotheses[0].tokens for hypotheses in expected)  # rows shared steps
 
 
+def test_prompts_arriving_together_share_one_prefill_pass(loaded):
+    engine = ContinuousEngine(loaded, prefill_chunk=1024)
+    configs = [GREEDY, dict(GREEDY, num_return_sequences=2), dict(GREEDY, max_new_tokens=3, min_new_tokens=0),
+               dict(GREEDY, min_new_tokens=0, max_new_tokens=1)]
+    expected = [solo(loaded, config, [context])[0] for config, context in zip(configs, CONTEXTS)]
+    svc = service(loaded, engine)
+    together = [samples(svc, config, [context])[0] for config, context in zip(configs, CONTEXTS)]
+    assert run(svc, together) == expected
+    assert engine.stats["prefill_passes"] == 1  # four left-padded prompts of different lengths, one forward
+
+
 def test_requests_joining_mid_batch_finish_with_correct_text(loaded, engine):
     long_config = dict(GREEDY, max_new_tokens=80, min_new_tokens=80)
     expected_long = solo(loaded, long_config, CONTEXTS[:1])[0]

@@ -29,7 +29,8 @@ class ContinuousEngine(BatchEngine):
         self.prefill_chunk = prefill_chunk
         self.batch = KVBatch(loaded.model, loaded.device)
         self.running = []  # Sequences, in the batch's row order
-        self.prefills = deque()  # (sample, Prefill) admitted, prompt not yet fully cached
+        self.prefills = deque()  # samples admitted, prompt not cached yet
+        self.prefilling = None  # (samples, Prefill) in progress
         self.sequences = {}  # sample -> its Sequences, until its future is resolved
         super().__init__(loaded, max_batch_rows, 0.0, run_group, max_queue)
 
@@ -39,7 +40,7 @@ class ContinuousEngine(BatchEngine):
             for sample in self._admit():
                 self._run([sample])
             spent = 0
-            while self.prefills and (not self.running or spent < self.prefill_chunk):
+            while (self.prefills or self.prefilling) and (not self.running or spent < self.prefill_chunk):
                 spent += self._prefill(self.prefill_chunk - spent if self.running else self.prefill_chunk)
             if self.running:
                 self._decode()
@@ -48,9 +49,10 @@ class ContinuousEngine(BatchEngine):
         """Move waiting samples into prefill while rows are free; returns beam samples to run statically."""
         beams = []
         with self.condition:
-            while not (self.pending or self.running or self.prefills):
+            while not (self.pending or self.running or self.prefills or self.prefilling):
                 self.condition.wait()
-            rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
+            starting = list(self.prefills) + (self.prefilling[0] if self.prefilling else [])
+            rows = len(self.running) + sum(sample.rows for sample in starting)
             while self.pending and (rows == 0 or rows + self.pending[0].rows <= self.max_batch_rows):
                 sample = self.pending.popleft()
                 if not sample.future.set_running_or_notify_cancel():
@@ -58,43 +60,67 @@ class ContinuousEngine(BatchEngine):
                 if sample.params.beam_search:
                     beams.append(sample)
                     continue
-                self.prefills.append((sample, Prefill(sample.input_ids, self.prefill_chunk, self.loaded.device)))
+                self.prefills.append(sample)
                 rows += sample.rows
         return beams
 
     def _prefill(self, budget: int) -> int:
-        """One chunk of the oldest admitted prompt; its sequences start once the prompt is cached."""
-        sample, prefill = self.prefills[0]
-        if sample.abandoned:
-            self.prefills.popleft()
-            sample.future.set_exception(CancelledError())
-            return 0
+        """One chunk of prefill; the sequences of its samples start once their prompts are cached."""
+        if self.prefilling is None:
+            self.prefilling = self._group(budget)
+            if self.prefilling is None:
+                return 0
+        samples, prefill = self.prefilling
         try:
             spent = prefill.advance(self.loaded.model, budget)
-            self.count(prefill_tokens=spent)
+            self.count(prefill_tokens=spent, prefill_passes=1)
             if prefill.finished:
-                self.prefills.popleft()
-                self._start(sample, prefill)
+                self.prefilling = None
+                self._start(samples, prefill)
             return spent
         except Exception:
-            logger.exception("prefill failed for one sample")
-            if self.prefills and self.prefills[0][0] is sample:
-                self.prefills.popleft()
-            self.sequences.pop(sample, None)
-            sample.future.set_exception(RuntimeError("generation failed"))
+            logger.exception("prefill failed")
+            self.prefilling = None
+            for sample in samples:
+                self.sequences.pop(sample, None)
+                sample.future.set_exception(RuntimeError("generation failed"))
             return budget
 
-    def _start(self, sample, prefill: Prefill):
-        eos = frozenset(eos_ids(self.loaded.model, sample.params))
-        sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
-        self.sequences[sample] = sequences
-        self._take(sequences, prefill.logits.expand(len(sequences), -1).clone())
-        self.first_token(sample)
-        alive = [sequence for sequence in sequences if not sequence.finished]
+    def _group(self, budget: int):
+        """(samples, Prefill): the oldest admitted prompt, plus the next ones while their left-padded batch
+        fits `budget` tokens."""
+        group = []
+        while self.prefills:
+            sample = self.prefills[0]
+            if sample.abandoned:
+                self.prefills.popleft()
+                sample.future.set_exception(CancelledError())
+                continue
+            width = max(len(member.input_ids) for member in group + [sample])
+            if group and width * (len(group) + 1) > budget:
+                break
+            group.append(self.prefills.popleft())
+        if not group:
+            return None
+        return group, Prefill([sample.input_ids for sample in group], self.prefill_chunk, self.loaded.device)
+
+    def _start(self, samples: list, prefill: Prefill):
+        """First tokens from the prompts' logits; sequences that go on join the running batch."""
+        copies, alive = [], []
+        for position, sample in enumerate(samples):
+            eos = frozenset(eos_ids(self.loaded.model, sample.params))
+            sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
+            self.sequences[sample] = sequences
+            self._take(sequences, prefill.logits[position:position + 1].expand(len(sequences), -1).clone())
+            self.first_token(sample)
+            going_on = [sequence for sequence in sequences if not sequence.finished]
+            copies.append(len(going_on))
+            alive.extend(going_on)
         if alive:
-            self.batch.join(prefill, len(alive))
+            self.batch.join(prefill, copies)
             self.running.extend(alive)
-        self._settle(sample)
+        for sample in samples:
+            self._settle(sample)
 
     def _decode(self):
         try:

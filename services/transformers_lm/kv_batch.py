@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from .generation import left_pad
+
 
 @lru_cache(maxsize=None)
 def _takes_logits_to_keep(model_class) -> bool:
@@ -28,24 +30,27 @@ def _forward(model, **inputs) -> torch.Tensor:
 def supports_continuous(model, device) -> bool:
     """Whether `model` can run continuous batching: its cache must be plain DynamicLayers (not sliding or
     quantised), which this module pads and concatenates."""
-    prefill = Prefill([model.config.bos_token_id or 0], chunk=1, device=device)
+    prefill = Prefill([[model.config.bos_token_id or 0]], chunk=1, device=device)
     with torch.inference_mode():
         prefill.advance(model, 1)
     return all(type(layer) is DynamicLayer for layer in prefill.cache.layers)
 
 
 class Prefill:
-    """One prompt's forward passes, in chunks so that running rows get a decode step between them."""
+    """The forward passes of newly admitted prompts. Several short prompts run as one left-padded forward: on a
+    CPU each forward pays for one read of all the weights, so prompts arriving together share it. A single
+    prompt runs in chunks, so that running rows get a decode step between them."""
 
-    def __init__(self, input_ids: list, chunk: int, device=None):
-        self.input_ids = torch.tensor([input_ids], dtype=torch.long, device=device)
+    def __init__(self, prompts: list, chunk: int, device=None):
+        self.lengths = [len(prompt) for prompt in prompts]
+        self.input_ids, self.mask = left_pad(prompts, 0, device)
         self.chunk = chunk
         self.cache = DynamicCache()
         self.done_tokens = 0
-        self.logits = None  # [1, vocab] once the whole prompt is in the cache
+        self.logits = None  # [prompts, vocab] once every prompt is in the cache
 
     @property
-    def length(self) -> int:
+    def width(self) -> int:
         return self.input_ids.shape[1]
 
     @property
@@ -53,13 +58,20 @@ class Prefill:
         return self.logits is not None
 
     def advance(self, model, budget: int) -> int:
-        """Run one chunk of at most `budget` tokens; returns the tokens processed."""
+        """Run one chunk of at most `budget` tokens (a group of prompts: all at once); returns the tokens run."""
+        if len(self.lengths) > 1:
+            # Left padding: a row's positions count its own tokens only.
+            positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+            self.logits = _forward(model, input_ids=self.input_ids, attention_mask=self.mask, position_ids=positions,
+                                   past_key_values=self.cache)
+            self.done_tokens = self.width
+            return self.mask.numel()
         start = self.done_tokens
-        end = min(self.length, start + max(1, min(budget, self.chunk)))
+        end = min(self.width, start + max(1, min(budget, self.chunk)))
         logits = _forward(model, input_ids=self.input_ids[:, start:end], past_key_values=self.cache,
                           position_ids=torch.arange(start, end, device=self.input_ids.device).unsqueeze(0))
         self.done_tokens = end
-        if end == self.length:
+        if end == self.width:
             self.logits = logits
         return end - start
 
@@ -78,22 +90,21 @@ class KVBatch:
     def size(self) -> int:
         return 0 if self.mask is None else self.mask.shape[0]
 
-    def join(self, prefill: Prefill, copies: int):
-        """Add `copies` rows that continue `prefill`'s prompt (n hypotheses share one prefill)."""
-        layers = prefill.cache.layers
-        length = prefill.length
-        keys = [layer.keys.expand(copies, -1, -1, -1) for layer in layers]
-        values = [layer.values.expand(copies, -1, -1, -1) for layer in layers]
-        mask = torch.ones((copies, length), dtype=torch.long, device=self.device)
-        positions = torch.full((copies,), length, dtype=torch.long, device=self.device)
+    def join(self, prefill: Prefill, copies: list):
+        """Add `copies[i]` rows continuing prompt i of `prefill` (the n hypotheses of a sample share its prompt)."""
+        index = torch.repeat_interleave(torch.arange(len(copies)), torch.tensor(copies)).to(self.device)
+        keys = [layer.keys[index] for layer in prefill.cache.layers]
+        values = [layer.values[index] for layer in prefill.cache.layers]
+        mask = prefill.mask[index]
+        positions = torch.tensor(prefill.lengths, dtype=torch.long, device=self.device)[index]
         if self.cache is None:
             self.cache = DynamicCache()
-            for index, (key, value) in enumerate(zip(keys, values)):
-                self.cache.update(key.contiguous(), value.contiguous(), index)
+            for layer_index, (key, value) in enumerate(zip(keys, values)):
+                self.cache.update(key, value, layer_index)
             self.mask, self.positions = mask, positions
             return
-        width = max(self.mask.shape[1], length)
-        grow, new = width - self.mask.shape[1], width - length
+        width = max(self.mask.shape[1], prefill.width)
+        grow, new = width - self.mask.shape[1], width - prefill.width
         for layer, key, value in zip(self.cache.layers, keys, values):
             layer.keys = torch.cat([_pad_left(layer.keys, grow), _pad_left(key, new)])
             layer.values = torch.cat([_pad_left(layer.values, grow), _pad_left(value, new)])
