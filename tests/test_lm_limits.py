@@ -8,7 +8,8 @@ from tests.conftest import LM_CONFIG
 from tests.processes import free_port, gunicorn, wait_http
 
 LIMITS = {"MAX_QUEUE": "2", "MAX_CONTEXTS": "3", "MAX_BODY_BYTES": "4000", "MAX_NEW_TOKENS": "48",
-          "MAX_RETURN_SEQUENCES": "2", "REQUEST_TIMEOUT": "30", "BATCH_WAIT_MS": "0"}
+          "MAX_RETURN_SEQUENCES": "2", "REQUEST_TIMEOUT": "30", "BATCH_WAIT_MS": "0",
+          "MAX_INPUT_TOKENS": "120"}
 GREEDY = {"do_sample": False, "num_return_sequences": 1, "max_new_tokens": 24}
 
 
@@ -37,6 +38,18 @@ def test_limits_name_field_and_limit(limited, body, field, limit):
     response = post(limited, body)
     assert response.status_code == 400
     assert response.json()["field"] == field and limit in response.json()["error"]
+
+
+def test_max_input_tokens_fits_dialogs_and_refuses_what_cannot_fit(limited):
+    long_dialog = [f"Turn number {index} says something about the weather." for index in range(15)]
+    assert post(limited, {"dialog_contexts": [long_dialog], "configs": [GREEDY]}).status_code == 200
+    one_huge_turn = post(limited, {"dialog_contexts": [["word " * 200]], "configs": [GREEDY]})
+    assert one_huge_turn.status_code == 400 and one_huge_turn.json()["field"] == "dialog_contexts[0]"
+    assert "MAX_INPUT_TOKENS" in one_huge_turn.json()["error"]
+    chat = requests.post(f"{limited}/v1/chat/completions", timeout=60,
+                         json={"messages": [{"role": "user", "content": "word " * 200}], "max_tokens": 4})
+    assert chat.status_code == 400 and chat.json()["error"]["param"] == "messages"
+    assert "MAX_INPUT_TOKENS" in chat.json()["error"]["message"]
 
 
 def test_body_above_the_size_limit_is_413(limited):

@@ -94,6 +94,9 @@ class LMService:
         for input_ids, field in inputs:
             if not input_ids:
                 raise RequestError(field, "the prompt is empty")
+            if len(input_ids) > self.settings.max_input_tokens:
+                raise RequestError(field, f"{len(input_ids)} prompt tokens; at most {self.settings.max_input_tokens} "
+                                          "(MAX_INPUT_TOKENS)")
             if len(input_ids) + params.max_new_tokens > self.loaded.window:
                 raise RequestError(field, f"{len(input_ids)} prompt tokens plus max_tokens {params.max_new_tokens} "
                                           f"exceed the model's context length ({self.loaded.window} tokens)")
@@ -105,7 +108,8 @@ class LMService:
 
     def sample(self, task, defaults: dict, config_field: str) -> Sample:
         params = self._params(merge(defaults, task.config), config_field)
-        budget = self.loaded.window - params.max_new_tokens
+        # The dialog is fitted (oldest turns dropped) into the window and MAX_INPUT_TOKENS, whichever is less.
+        budget = min(self.loaded.window - params.max_new_tokens, self.settings.max_input_tokens)
         if budget <= 0:
             raise RequestError(f"{config_field}.max_new_tokens",
                                f"max_new_tokens must be below the model window ({self.loaded.window} tokens)")

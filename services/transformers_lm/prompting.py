@@ -83,7 +83,8 @@ class PromptBuilder:
                 low = start + 1
         if best is None:
             raise RequestError(field, f"the prompt and the last utterance take {len(self.ids(prompt, turns[-1:]))} "
-                                      f"tokens; the model window leaves {budget} after the reply's max_new_tokens")
+                                      f"tokens; {budget} fit (the model window minus max_new_tokens, "
+                                      "and at most MAX_INPUT_TOKENS)")
         return best
 
     def _dream_text(self, messages: list) -> str:

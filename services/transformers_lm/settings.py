@@ -62,6 +62,7 @@ class Settings:
     max_new_tokens: int = 2048
     max_return_sequences: int = 8
     max_contexts: int = 64
+    max_input_tokens: int = 1 << 30  # MAX_INPUT_TOKENS; by default only the model window limits a prompt
     max_body_bytes: int = 4 * 1024 * 1024
     max_queue: int = 256
     sentry_dsn: str = field(default=None, repr=False)
@@ -101,6 +102,7 @@ class Settings:
             max_new_tokens=int(env.get("MAX_NEW_TOKENS") or 2048),
             max_return_sequences=int(env.get("MAX_RETURN_SEQUENCES") or 8),
             max_contexts=int(env.get("MAX_CONTEXTS") or 64),
+            max_input_tokens=int(env.get("MAX_INPUT_TOKENS") or 1 << 30),
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or 4 * 1024 * 1024),
             max_queue=int(env.get("MAX_QUEUE") or 256),
             sentry_dsn=env.get("SENTRY_DSN") or None,
