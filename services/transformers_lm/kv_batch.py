@@ -128,8 +128,11 @@ class KVBatch:
     def step(self, tokens: list) -> torch.Tensor:
         """Feed each row its latest token; returns the next-token logits, [rows, vocab]."""
         mask = F.pad(self.mask, (0, 1), value=1)
+        # Padding sits on the left only: a full first column means none, and the model's plain causal path is cheaper.
+        padded = not bool(mask[:, 0].all())
         logits = _forward(self.model, input_ids=torch.tensor(tokens, dtype=torch.long, device=self.device)[:, None],
-                          attention_mask=mask, position_ids=self.positions[:, None], past_key_values=self.cache)
+                          attention_mask=mask if padded else None, position_ids=self.positions[:, None],
+                          past_key_values=self.cache)
         self.mask = mask
         self.positions = self.positions + 1
         return logits
