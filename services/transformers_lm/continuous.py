@@ -102,7 +102,7 @@ class ContinuousEngine(BatchEngine):
             group.append(self.prefills.popleft())
         if not group:
             return None
-        return group, Prefill([sample.input_ids for sample in group], self.prefill_chunk, self.loaded.device)
+        return group, Prefill([sample.input_ids for sample in group], self.loaded.device)
 
     def _start(self, samples: list, prefill: Prefill):
         """First tokens from the prompts' logits; sequences that go on join the running batch."""

@@ -36,8 +36,7 @@ def _warpers(key: str) -> LogitsProcessorList:
 class RowDecoder:
     """One row's token choice: penalties that read its history, then warpers, then greedy or sampling."""
 
-    def __init__(self, generate_kwargs: dict, eos: frozenset, seed: int = None):
-        kwargs = generate_kwargs
+    def __init__(self, kwargs: dict, eos: frozenset, seed: int = None):
         self.do_sample = kwargs.get("do_sample", False)
         self.min_new_tokens = kwargs.get("min_new_tokens", 0)
         self.eos = sorted(eos)

@@ -21,7 +21,8 @@ def _takes_logits_to_keep(model_class) -> bool:
 
 
 def _forward(model, **inputs) -> torch.Tensor:
-    """(Called under torch.inference_mode.) Last-position logits only (as float32): the LM head over a whole prompt is a big share of a prefill."""
+    """Last-position logits only, as float32 (called under torch.inference_mode): the LM head over a whole
+    prompt is a big share of a prefill."""
     if _takes_logits_to_keep(type(model)):
         inputs["logits_to_keep"] = 1
     return model(use_cache=True, **inputs).logits[:, -1, :].float()
@@ -30,7 +31,7 @@ def _forward(model, **inputs) -> torch.Tensor:
 def supports_continuous(model, device) -> bool:
     """Whether `model` can run continuous batching: its cache must be plain DynamicLayers (not sliding or
     quantised), which this module pads and concatenates."""
-    prefill = Prefill([[model.config.bos_token_id or 0]], chunk=1, device=device)
+    prefill = Prefill([[model.config.bos_token_id or 0]], device=device)
     with torch.inference_mode():
         prefill.advance(model, 1)
     return all(type(layer) is DynamicLayer for layer in prefill.cache.layers)
@@ -41,10 +42,9 @@ class Prefill:
     CPU each forward pays for one read of all the weights, so prompts arriving together share it. A single
     prompt runs in chunks, so that running rows get a decode step between them."""
 
-    def __init__(self, prompts: list, chunk: int, device=None):
+    def __init__(self, prompts: list, device=None):
         self.lengths = [len(prompt) for prompt in prompts]
         self.input_ids, self.mask = left_pad(prompts, 0, device)
-        self.chunk = chunk
         self.cache = DynamicCache()
         self.done_tokens = 0
         self.logits = None  # [prompts, vocab] once every prompt is in the cache
@@ -67,7 +67,7 @@ class Prefill:
             self.done_tokens = self.width
             return self.mask.numel()
         start = self.done_tokens
-        end = min(self.width, start + max(1, min(budget, self.chunk)))
+        end = min(self.width, start + max(1, budget))
         logits = _forward(model, input_ids=self.input_ids[:, start:end], past_key_values=self.cache,
                           position_ids=torch.arange(start, end, device=self.input_ids.device).unsqueeze(0))
         self.done_tokens = end
@@ -85,10 +85,6 @@ class KVBatch:
         self.cache = None
         self.mask = None  # [rows, width]: 1 where a cached column holds one of the row's tokens
         self.positions = None  # [rows]: tokens cached per row, the position of its next token
-
-    @property
-    def size(self) -> int:
-        return 0 if self.mask is None else self.mask.shape[0]
 
     def join(self, prefill: Prefill, copies: list):
         """Add `copies[i]` rows continuing prompt i of `prefill` (the n hypotheses of a sample share its prompt)."""
