@@ -5,14 +5,17 @@ import time
 from concurrent.futures import CancelledError
 
 import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM
 
 from services.transformers_lm.batching import BatchEngine
 from services.transformers_lm.continuous import ContinuousEngine
 from services.transformers_lm.lm_service import LMService, build_engine
+from services.transformers_lm.model_loading import LoadedModel
 from services.transformers_lm.request_parsing import Task
 from services.transformers_lm.sequences import Sequence
 from services.transformers_lm.settings import Settings
-from tests.tiny_model import tiny_loaded
+from tests.tiny_model import tiny_loaded, tiny_tokenizer
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12, "min_new_tokens": 12, "num_return_sequences": 1}
 CONTEXTS = [["Hello there"], ["What is the capital of France?"], ["a", "b", "c"], ["Tell me a long story " * 3]]
@@ -58,6 +61,16 @@ def test_the_default_engine_is_continuous_and_static_is_a_setting(loaded):
     assert type(build_engine(Settings(batching="static"), loaded)) is BatchEngine
 
 
+def test_a_model_ragged_attention_cannot_serve_falls_back_to_static_batching():
+    tokenizer = tiny_tokenizer()
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=4)
+    model = MistralForCausalLM(config).eval()
+    loaded = LoadedModel("tiny-sliding", model, tokenizer, torch.device("cpu"), 512)
+    assert type(build_engine(Settings(), loaded)) is BatchEngine
+    assert model.config._attn_implementation == "sdpa"  # left as it was
+
+
 def test_greedy_outputs_equal_solo_generate_token_for_token(loaded, engine):
     expected = solo(loaded, GREEDY)
     assert run(service(loaded, engine), samples(service(loaded, engine), GREEDY)) == expected
@@ -72,7 +85,7 @@ def test_prompts_arriving_together_share_one_prefill_pass(loaded):
     svc = service(loaded, engine)
     together = [samples(svc, config, [context])[0] for config, context in zip(configs, CONTEXTS)]
     assert run(svc, together) == expected
-    assert engine.stats["prefill_passes"] == 1  # four left-padded prompts of different lengths, one forward
+    assert engine.stats["prefill_passes"] == 1  # four prompts of different lengths, one forward
 
 
 def test_requests_joining_mid_batch_finish_with_correct_text(loaded, engine):
@@ -91,6 +104,8 @@ def test_requests_joining_mid_batch_finish_with_correct_text(loaded, engine):
     assert run(svc, late) == expected
     assert first[0].future.result(30) == expected_long
     assert finished[-1] == "long"  # the short late requests did not wait for the long one
+    # The late prompts rode along with the long one's decode steps instead of taking passes of their own.
+    assert engine.stats["passes"] < engine.stats["steps"] + engine.stats["prefill_passes"]
 
 
 def test_a_stop_string_ends_only_its_own_sequence(loaded, engine):

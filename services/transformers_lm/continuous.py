@@ -1,10 +1,11 @@
 """Continuous (iteration-level) batching: the default engine (BATCHING=continuous).
 
-Each loop turn runs at most PREFILL_CHUNK prompt tokens of newly arrived samples, then one decode step
-for every running sequence. A sample joins the running batch as soon as its prompt is in the cache and
-a finished sequence leaves at once, so nobody waits for the longest reply of a batch, and a long prompt
-is spread over several turns instead of stalling the running decodes. Each sequence keeps its own
-length limit, stop strings, penalties, sampling parameters and seed.
+Each loop turn is one forward pass holding a decode step for every running sequence plus up to PREFILL_CHUNK
+tokens of newly admitted prompts (ragged_attention.py). A sample joins the running batch as soon as its prompt
+is in the cache and a finished sequence leaves at once, so nobody waits for the longest reply of a batch; a long
+prompt is spread over several passes instead of stalling the running decodes; and a new prompt shares its
+pass with the decode step rather than taking one of its own. Each sequence keeps its own length limit, stop
+strings, penalties, sampling parameters and seed.
 
 Beam search keeps its sequences in one search, so a beam sample runs as a static `generate()` call.
 """
@@ -14,6 +15,7 @@ from concurrent.futures import CancelledError
 
 import torch
 
+from . import ragged_attention
 from .batching import BatchEngine
 from .decoding import choose_tokens
 from .generation import eos_ids, generate_group
@@ -26,11 +28,12 @@ logger = logging.getLogger(__name__)
 class ContinuousEngine(BatchEngine):
     def __init__(self, loaded, max_batch_rows: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
                  run_group=generate_group):
+        if not ragged_attention.enable(loaded.model):
+            raise ValueError(f"{loaded.name} can't run ragged attention: use BATCHING=static")
         self.prefill_chunk = prefill_chunk
-        self.batch = KVBatch(loaded.model, loaded.device)
+        self.batch = KVBatch(loaded.device)
         self.running = []  # Sequences, in the batch's row order
-        self.prefills = deque()  # samples admitted, prompt not cached yet
-        self.prefilling = None  # (samples, Prefill) in progress
+        self.prefills = deque()  # (sample, Prefill): admitted, prompt not all cached yet, oldest first
         self.sequences = {}  # sample -> its Sequences, until its future is resolved
         super().__init__(loaded, max_batch_rows, 0.0, run_group, max_queue)
 
@@ -39,20 +42,15 @@ class ContinuousEngine(BatchEngine):
         while True:
             for sample in self._admit():
                 self._run([sample])
-            spent = 0
-            while (self.prefills or self.prefilling) and (not self.running or spent < self.prefill_chunk):
-                spent += self._prefill(self.prefill_chunk - spent if self.running else self.prefill_chunk)
-            if self.running:
-                self._decode()
+            self._pass()
 
     def _admit(self) -> list:
         """Move waiting samples into prefill while rows are free; returns beam samples to run statically."""
         beams = []
         with self.condition:
-            while not (self.pending or self.running or self.prefills or self.prefilling):
+            while not (self.pending or self.running or self.prefills):
                 self.condition.wait()
-            starting = list(self.prefills) + (self.prefilling[0] if self.prefilling else [])
-            rows = len(self.running) + sum(sample.rows for sample in starting)
+            rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
             while self.pending and (rows == 0 or rows + self.pending[0].rows <= self.max_batch_rows):
                 sample = self.pending.popleft()
                 if not sample.future.set_running_or_notify_cancel():
@@ -60,82 +58,65 @@ class ContinuousEngine(BatchEngine):
                 if sample.params.beam_search:
                     beams.append(sample)
                     continue
-                self.prefills.append(sample)
+                self.prefills.append((sample, Prefill(sample.input_ids)))
                 rows += sample.rows
         return beams
 
-    def _prefill(self, budget: int) -> int:
-        """One chunk of prefill; the sequences of its samples start once their prompts are cached."""
-        if self.prefilling is None:
-            self.prefilling = self._group(budget)
-            if self.prefilling is None:
-                return 0
-        samples, prefill = self.prefilling
-        try:
-            spent = prefill.advance(self.loaded.model, budget)
-            self.count(prefill_tokens=spent, prefill_passes=1)
-            if prefill.finished:
-                self.prefilling = None
-                self._start(samples, prefill)
-            return spent
-        except Exception:
-            logger.exception("prefill failed")
-            self.prefilling = None
-            for sample in samples:
-                self.sequences.pop(sample, None)
-                sample.future.set_exception(RuntimeError("generation failed"))
-            return budget
-
-    def _group(self, budget: int):
-        """(samples, Prefill): the oldest admitted prompt, plus the next ones while their left-padded batch
-        fits `budget` tokens."""
-        group = []
-        while self.prefills:
-            sample = self.prefills[0]
+    def _chunks(self) -> list:
+        """This pass's prompt work, (sample, Prefill, tokens): the oldest admitted prompts up to PREFILL_CHUNK
+        tokens, the last one cut if it does not fit."""
+        chunks, budget = [], self.prefill_chunk
+        for sample, prefill in list(self.prefills):
             if sample.abandoned:
-                self.prefills.popleft()
+                self.prefills.remove((sample, prefill))
                 sample.future.set_exception(CancelledError())
-                continue
-            width = max(len(member.input_ids) for member in group + [sample])
-            if group and width * (len(group) + 1) > budget:
-                break
-            group.append(self.prefills.popleft())
-        if not group:
-            return None
-        return group, Prefill([sample.input_ids for sample in group], self.loaded.device)
+            elif budget > 0:
+                chunks.append((sample, prefill, min(prefill.remaining, budget)))
+                budget -= chunks[-1][2]
+        return chunks
 
-    def _start(self, samples: list, prefill: Prefill):
-        """First tokens from the prompts' logits; sequences that go on join the running batch."""
+    def _pass(self):
+        chunks = self._chunks()
+        if not (chunks or self.running):
+            return
+        rows = len(self.running)
+        try:
+            logits = ragged_attention.forward(self.loaded.model, self.batch,
+                                              [sequence.next_token for sequence in self.running],
+                                              [(prefill, length) for _, prefill, length in chunks])
+            if rows:
+                self._take(self.running, logits[:rows])
+            self._start([(sample, prefill) for sample, prefill, _ in chunks if not prefill.remaining], logits[rows:])
+        except Exception:
+            logger.exception("forward pass failed; failing its samples")
+            self._fail({sequence.sample for sequence in self.running} | {sample for sample, _, _ in chunks})
+            return
+        self.count(passes=1, prefill_tokens=sum(length for _, _, length in chunks), prefill_passes=int(bool(chunks)))
+        if rows:
+            self.count(steps=1, rows=rows)
+            self.observe_batch(rows)
+        self._retire()
+
+    def _start(self, started: list, logits):
+        """First tokens of prompts now cached (logits[i] for started[i]); sequences that go on join the batch."""
         copies, alive = [], []
-        for position, sample in enumerate(samples):
+        for position, (sample, prefill) in enumerate(started):
+            self.prefills.remove((sample, prefill))
             eos = frozenset(eos_ids(self.loaded.model, sample.params))
             sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
             self.sequences[sample] = sequences
-            self._take(sequences, prefill.logits[position:position + 1].expand(len(sequences), -1).clone())
+            self._take(sequences, logits[position:position + 1].expand(len(sequences), -1).clone())
             self.first_token(sample)
             going_on = [sequence for sequence in sequences if not sequence.finished]
             copies.append(len(going_on))
             alive.extend(going_on)
-        if alive:
-            self.batch.join(prefill, copies)
-            self.running.extend(alive)
-        for sample in samples:
+        self.batch.join([prefill for _, prefill in started], copies)
+        self.running.extend(alive)
+        for sample, _ in started:
             self._settle(sample)
 
-    def _decode(self):
-        try:
-            logits = self.batch.step([sequence.next_token for sequence in self.running])
-            self._take(self.running, logits)
-        except Exception:
-            logger.exception("decode step failed; failing the running samples")
-            for sample in {sequence.sample for sequence in self.running}:
-                self.sequences.pop(sample, None)
-                sample.future.set_exception(RuntimeError("generation failed"))
-            self.running = []
-            self.batch.keep([])
-            return
-        self.count(steps=1, rows=len(self.running))
-        self.observe_batch(len(self.running))
+    def _retire(self):
+        """Resolve finished or abandoned samples and drop their rows from the batch."""
         for sample in {sequence.sample for sequence in self.running if sequence.finished or sequence.sample.abandoned}:
             self._settle(sample)
         keep = [index for index, sequence in enumerate(self.running)
@@ -143,6 +124,16 @@ class ContinuousEngine(BatchEngine):
         if len(keep) < len(self.running):
             self.batch.keep(keep)
             self.running = [self.running[index] for index in keep]
+
+    def _fail(self, samples: set):
+        """After a failed pass the caches it touched are unusable: fail its samples, start the batch afresh."""
+        self.prefills = deque(entry for entry in self.prefills if entry[0] not in samples)
+        self.running = []
+        self.batch.keep([])
+        for sample in samples:
+            self.sequences.pop(sample, None)
+            if not sample.future.done():
+                sample.future.set_exception(RuntimeError("generation failed"))
 
     def _take(self, sequences: list, logits):
         tokens = choose_tokens(sequences, logits)

@@ -5,10 +5,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 
 from .batching import BatchEngine
+from . import ragged_attention
 from .continuous import ContinuousEngine
 from .errors import RequestError
 from .generation_params import capped_defaults, load_defaults, merge, parse
-from .kv_batch import supports_continuous
 from .openai_api import OPENAI_DEFAULTS
 from .prompting import PromptBuilder, apply_replacement
 from .replies import StopMatcher, finish_reply
@@ -33,12 +33,12 @@ def stop_matcher(stop_strings: tuple, labels: bool = True) -> StopMatcher:
 
 
 def build_engine(settings, loaded) -> BatchEngine:
-    """The continuous engine unless BATCHING=static or the model's cache can't be batched that way."""
+    """The continuous engine unless BATCHING=static or the model can't run ragged attention."""
     if settings.batching == "continuous":
-        if supports_continuous(loaded.model, loaded.device):
+        if ragged_attention.enable(loaded.model):
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
                                     max_queue=settings.max_queue)
-        logger.warning("%s's cache is not a plain dynamic cache: using static batching", loaded.name)
+        logger.warning("%s can't run ragged attention: using static batching", loaded.name)
     return BatchEngine(loaded, settings.max_batch_size, settings.batch_wait_ms / 1000, max_queue=settings.max_queue)
 
 
