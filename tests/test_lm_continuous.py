@@ -1,5 +1,6 @@
 """The continuous engine on a tiny random model: its outputs equal one-at-a-time generate(), token for token,
 however requests join and leave the running batch."""
+import os
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -106,6 +107,23 @@ def test_requests_joining_mid_batch_finish_with_correct_text(loaded, engine):
     assert finished[-1] == "long"  # the short late requests did not wait for the long one
     # The late prompts rode along with the long one's decode steps instead of taking passes of their own.
     assert engine.stats["passes"] < engine.stats["steps"] + engine.stats["prefill_passes"]
+
+
+def test_a_prompt_that_starts_like_a_recent_one_computes_only_the_rest(loaded):
+    """A dialog's next turn repeats its earlier prompt, and a retried request repeats the whole of it: their
+    cached keys and values are reused, and the replies stay those of a full generate()."""
+    dialog = ["Hello there", "Hi! How can I help?", "What is the capital of France?"]
+    contexts = [dialog[:1], dialog, dialog]
+    expected = solo(loaded, GREEDY, contexts)
+    for budget, reuse in ((128 << 20, True), (0, False)):
+        engine = ContinuousEngine(loaded, prefill_chunk=1024, prefix_cache_bytes=budget)
+        svc = service(loaded, engine)
+        prompts = [samples(svc, GREEDY, [context])[0] for context in contexts]
+        assert [run(svc, [sample])[0] for sample in prompts] == expected  # one after another
+        first, turn = prompts[0].input_ids, prompts[1].input_ids
+        shared = len(os.path.commonprefix([first, turn]))
+        assert shared > len(first) // 2
+        assert engine.stats["prefix_cached_tokens"] == (shared + len(turn) - 1 if reuse else 0)
 
 
 def test_a_stop_string_ends_only_its_own_sequence(loaded, engine):

@@ -4,8 +4,9 @@ Each loop turn is one forward pass holding a decode step for every running seque
 tokens of newly admitted prompts (ragged_attention.py). A sample joins the running batch as soon as its prompt
 is in the cache and a finished sequence leaves at once, so nobody waits for the longest reply of a batch; a long
 prompt is spread over several passes instead of stalling the running decodes; and a new prompt shares its
-pass with the decode step rather than taking one of its own. Each sequence keeps its own length limit, stop
-strings, penalties, sampling parameters and seed.
+pass with the decode step rather than taking one of its own. A prompt that starts like a recent one computes
+only what differs (prefix_cache.py). Each sequence keeps its own length limit, stop strings, penalties,
+sampling parameters and seed.
 
 Beam search keeps its sequences in one search, so a beam sample runs as a static `generate()` call.
 """
@@ -19,7 +20,8 @@ from . import ragged_attention
 from .batching import BatchEngine
 from .decoding import choose_tokens
 from .generation import eos_ids, generate_group
-from .kv_batch import KVBatch, Prefill
+from .kv_batch import KVBatch
+from .prefix_cache import PrefixCache
 from .sequences import Sequence
 
 logger = logging.getLogger(__name__)
@@ -27,11 +29,12 @@ logger = logging.getLogger(__name__)
 
 class ContinuousEngine(BatchEngine):
     def __init__(self, loaded, max_batch_rows: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
-                 run_group=generate_group):
+                 run_group=generate_group, prefix_cache_bytes: int = 128 << 20):
         if not ragged_attention.enable(loaded.model):
             raise ValueError(f"{loaded.name} can't run ragged attention: use BATCHING=static")
         self.prefill_chunk = prefill_chunk
         self.batch = KVBatch(loaded.device)
+        self.prefixes = PrefixCache(prefix_cache_bytes)
         self.running = []  # Sequences, in the batch's row order
         self.prefills = deque()  # (sample, Prefill): admitted, prompt not all cached yet, oldest first
         self.sequences = {}  # sample -> its Sequences, until its future is resolved
@@ -58,7 +61,9 @@ class ContinuousEngine(BatchEngine):
                 if sample.params.beam_search:
                     beams.append(sample)
                     continue
-                self.prefills.append((sample, Prefill(sample.input_ids)))
+                prefill = self.prefixes.prefill(sample.input_ids)
+                self.count(prefix_cached_tokens=prefill.done)
+                self.prefills.append((sample, prefill))
                 rows += sample.rows
         return beams
 
@@ -102,6 +107,7 @@ class ContinuousEngine(BatchEngine):
         copies, alive = [], []
         for position, (sample, prefill) in enumerate(started):
             self.prefills.remove((sample, prefill))
+            self.prefixes.store(prefill)
             eos = frozenset(eos_ids(self.loaded.model, sample.params))
             sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
             self.sequences[sample] = sequences

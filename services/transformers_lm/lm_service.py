@@ -37,7 +37,8 @@ def build_engine(settings, loaded) -> BatchEngine:
     if settings.batching == "continuous":
         if ragged_attention.enable(loaded.model):
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
-                                    max_queue=settings.max_queue)
+                                    max_queue=settings.max_queue,
+                                    prefix_cache_bytes=int(settings.prefix_cache_mb * (1 << 20)))
         logger.warning("%s can't run ragged attention: using static batching", loaded.name)
     return BatchEngine(loaded, settings.max_batch_size, settings.batch_wait_ms / 1000, max_queue=settings.max_queue)
 

@@ -56,6 +56,7 @@ class Settings:
     torch_threads: int = field(default_factory=default_threads)
     batching: str = "continuous"
     prefill_chunk: int = 256
+    prefix_cache_mb: float = 128.0
     max_batch_size: int = 16
     batch_wait_ms: float = 10.0
     request_timeout: float = 600.0
@@ -96,6 +97,7 @@ class Settings:
             torch_threads=int(env.get("TORCH_NUM_THREADS") or default_threads()),
             batching=batching,
             prefill_chunk=int(env.get("PREFILL_CHUNK") or 256),
+            prefix_cache_mb=float(env.get("PREFIX_CACHE_MB") or 128.0),
             max_batch_size=int(env.get("MAX_BATCH_SIZE") or 16),
             batch_wait_ms=float(env.get("BATCH_WAIT_MS") or 10.0),
             request_timeout=float(env.get("REQUEST_TIMEOUT") or 600.0),
