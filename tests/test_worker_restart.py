@@ -114,9 +114,10 @@ def test_a_killed_worker_is_replaced_and_the_next_requests_succeed(server):
     process, url = server
     [worker] = worker_pids(process)
     with ThreadPoolExecutor(3) as pool:
-        # 3 x 16 samples x 300 tokens: seconds of work for the tiny model
-        in_flight = [pool.submit(respond, url, LONG, contexts=16) for _ in range(3)]
-        time.sleep(0.5)  # the requests are being generated
+        # 3 x 64 samples x 300 tokens, 16 rows at a time: seconds of work for the tiny model
+        in_flight = [pool.submit(respond, url, LONG, contexts=64) for _ in range(3)]
+        while not requests.get(f"{url}/health", timeout=5).json()["batching"].get("passes"):
+            time.sleep(0.05)  # until the requests are being generated
         assert not any(future.done() for future in in_flight)
         os.kill(worker, signal.SIGKILL)
         for future in in_flight:
