@@ -59,6 +59,10 @@ def test_request_counters_and_latency_move_with_traffic(server):
     assert moved(before, after, "transformers_lm_generated_tokens_total") == 12
     assert moved(before, after, "transformers_lm_time_to_first_token_seconds_count") == 3
     assert moved(before, after, "transformers_lm_batch_size_count") >= 3
+    # The same prompt thrice: the 2nd and 3rd compute only its last token, the prefix cache holds the rest.
+    prompt = moved(before, after, "transformers_lm_prompt_tokens_total", source="computed") - 2
+    assert prompt > 10
+    assert moved(before, after, "transformers_lm_prompt_tokens_total", source="cached") == 2 * (prompt - 1)
 
 
 def test_the_scrape_holds_every_metric_family(server):
@@ -70,6 +74,7 @@ def test_the_scrape_holds_every_metric_family(server):
         "transformers_lm_queue_length": "gauge",
         "transformers_lm_batch_size": "histogram",
         "transformers_lm_generated_tokens": "counter",
+        "transformers_lm_prompt_tokens": "counter",
         "transformers_lm_time_to_first_token_seconds": "histogram",
     }.items()  # prometheus-client adds *_created series, which the parser reads as gauges
 
@@ -80,6 +85,7 @@ def test_engine_metrics_and_the_queue_callback():
     metrics.observe_batch(3)
     metrics.observe_batch(16)
     metrics.add_tokens(7)
+    metrics.add_prompt_tokens(30, 12)
     metrics.observe_ttft(0.2)
     body, content_type = metrics.render()
     scraped = samples(body.decode())
@@ -88,6 +94,8 @@ def test_engine_metrics_and_the_queue_callback():
     assert scraped[("transformers_lm_batch_size_bucket", frozenset({("le", "4.0")}))] == 1
     assert scraped[("transformers_lm_batch_size_sum", frozenset())] == 19
     assert scraped[("transformers_lm_generated_tokens_total", frozenset())] == 7
+    assert scraped[("transformers_lm_prompt_tokens_total", frozenset({("source", "computed")}))] == 30
+    assert scraped[("transformers_lm_prompt_tokens_total", frozenset({("source", "cached")}))] == 12
     assert scraped[("transformers_lm_time_to_first_token_seconds_count", frozenset())] == 1
     queued[0] = 0
     assert samples(metrics.render()[0].decode())[("transformers_lm_queue_length", frozenset())] == 0

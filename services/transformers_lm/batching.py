@@ -100,6 +100,7 @@ class BatchEngine:
         rows = sum(sample.rows for sample in group)
         self.count(batches=1, samples=len(group), rows=rows)
         self.observe_batch(rows)
+        self.add_prompt_tokens(sum(len(sample.input_ids) for sample in group))
         self.add_tokens(sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
         for sample, hypotheses in zip(group, results):
             self.first_token(sample)  # a static batch shows nothing before it ends
@@ -117,6 +118,11 @@ class BatchEngine:
         self.count(generated_tokens=count)
         if self.metrics is not None:
             self.metrics.add_tokens(count)
+
+    def add_prompt_tokens(self, computed: int, cached: int = 0):
+        self.count(prefix_cached_tokens=cached)
+        if self.metrics is not None:
+            self.metrics.add_prompt_tokens(computed, cached)
 
     def first_token(self, sample):
         if self.metrics is not None:

@@ -62,7 +62,7 @@ class ContinuousEngine(BatchEngine):
                     beams.append(sample)
                     continue
                 prefill = self.prefixes.prefill(sample.input_ids)
-                self.count(prefix_cached_tokens=prefill.done)
+                self.add_prompt_tokens(prefill.remaining, prefill.done)
                 self.prefills.append((sample, prefill))
                 rows += sample.rows
         return beams

@@ -30,6 +30,9 @@ class Metrics:
         self.batch_size = Histogram(f"{PREFIX}_batch_size", "rows per generate() call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.tokens = Counter(f"{PREFIX}_generated_tokens", "tokens generated", registry=self.registry)
+        self.prompt_tokens = Counter(f"{PREFIX}_prompt_tokens", "prompt tokens admitted, by whether the model "
+                                     "computes them or the prefix cache holds them", ["source"],
+                                     registry=self.registry)
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "time from request to first generated token",
                               buckets=TTFT_BUCKETS, registry=self.registry)
 
@@ -44,6 +47,10 @@ class Metrics:
 
     def add_tokens(self, count: int):
         self.tokens.inc(count)
+
+    def add_prompt_tokens(self, computed: int, cached: int):
+        self.prompt_tokens.labels("computed").inc(computed)
+        self.prompt_tokens.labels("cached").inc(cached)
 
     def observe_ttft(self, seconds: float):
         self.ttft.observe(seconds)
