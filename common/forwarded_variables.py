@@ -7,6 +7,7 @@ attribute ``openai_organization`` -> key ``openai_organizations``.
 """
 import os
 from typing import Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from common.json_files import load_json_file
 
@@ -24,6 +25,19 @@ def load_envvars_to_send(path) -> dict:
     ):
         raise ValueError(f"ENVVARS_TO_SEND file {path} must map each LLM URL to a list of variable names")
     return mapping
+
+
+def url_key(url: str) -> str:
+    """`url` as ENVVARS_TO_SEND matches it: scheme and host in any case, with or without a trailing slash, are
+    the same service; an exact-string match silently stopped forwarding API keys to `.../respond/`."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
+def envvars_for(envvars_to_send: Mapping, url: str) -> list:
+    """The variable names ENVVARS_TO_SEND lists for the LLM at `url` (none for an unlisted URL)."""
+    key = url_key(url)
+    return next((names for listed, names in envvars_to_send.items() if url_key(listed) == key), [])
 
 
 def compose_sending_variables(

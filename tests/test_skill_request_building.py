@@ -109,6 +109,19 @@ def test_request_takes_the_callers_inputs_and_forwards_by_url():
     assert "sk-secret" not in repr(request)
 
 
+@pytest.mark.parametrize("url", ["http://keyed-llm:2/respond/", "HTTP://Keyed-LLM:2/respond"])
+def test_the_same_llm_url_written_differently_still_gets_its_variables(url):
+    attributes = {"lm_service_url": url, "some_api_key": "sk-secret"}
+    request = build_lm_request(make_dialog(("hi", attributes)), settings(), environ={})
+    assert request.sending_variables == {"some_api_keys": ["sk-secret"]}
+
+
+def test_another_path_or_port_is_another_llm():
+    for url in ("http://keyed-llm:2/generate", "http://keyed-llm:3/respond", "http://keyed-llm:2/respond?x=1"):
+        request = build_lm_request(make_dialog(("hi", {"lm_service_url": url, "some_api_key": "k"})), settings(), environ={})
+        assert request.sending_variables == {}
+
+
 @pytest.mark.parametrize(
     "attributes", [{"prompt": None}, {"lm_service_url": 5}, {"lm_service_kwargs": [1]}, {"lm_service_config": "x"}]
 )

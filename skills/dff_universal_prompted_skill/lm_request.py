@@ -3,7 +3,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional, Tuple
 
-from common.forwarded_variables import compose_sending_variables
+from common.forwarded_variables import compose_sending_variables, envvars_for
 
 from .context import dialog_context, last_human_attributes, prompt_of
 from .settings import Settings
@@ -62,5 +62,5 @@ def build_lm_request(dialog, settings: Settings, environ: Mapping = os.environ) 
         prompt=prompt,
         config=config,
         timeout=timeout,
-        sending_variables=compose_sending_variables(settings.envvars_to_send.get(url, []), attributes, environ, kwargs),
+        sending_variables=compose_sending_variables(envvars_for(settings.envvars_to_send, url), attributes, environ, kwargs),
     )
