@@ -24,6 +24,11 @@ def load_envvars_to_send(path) -> dict:
         for url, names in mapping.items()
     ):
         raise ValueError(f"ENVVARS_TO_SEND file {path} must map each LLM URL to a list of variable names")
+    for url in mapping:
+        try:
+            url_key(url)
+        except ValueError as error:  # checked here, or every request to any LLM would meet it
+            raise ValueError(f"ENVVARS_TO_SEND file {path}: {url!r} is not a URL ({error})") from None
     return mapping
 
 

@@ -69,6 +69,10 @@ def test_envvars_to_send_file_is_checked(tmp_path):
         load_envvars_to_send(bad)
     with pytest.raises(ValueError):
         load_envvars_to_send(tmp_path / "absent.json")
+    unparsable = tmp_path / "unparsable.json"
+    unparsable.write_text('{"http://[llm:1/respond": []}')
+    with pytest.raises(ValueError, match="is not a URL"):
+        load_envvars_to_send(unparsable)
 
 
 def settings(**changes):
@@ -114,6 +118,12 @@ def test_the_same_llm_url_written_differently_still_gets_its_variables(url):
     attributes = {"lm_service_url": url, "some_api_key": "sk-secret"}
     request = build_lm_request(make_dialog(("hi", attributes)), settings(), environ={})
     assert request.sending_variables == {"some_api_keys": ["sk-secret"]}
+
+
+def test_an_unparsable_llm_url_is_a_value_error_naming_the_field_not_the_url():
+    attributes = {"lm_service_url": "http://user:sk-secret@[llm/respond"}
+    with pytest.raises(ValueError, match="^lm_service_url is not a valid URL$"):
+        build_lm_request(make_dialog(("hi", attributes)), settings(), environ={})
 
 
 def test_another_path_or_port_is_another_llm():

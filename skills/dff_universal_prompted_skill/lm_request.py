@@ -53,6 +53,10 @@ def build_lm_request(dialog, settings: Settings, environ: Mapping = os.environ) 
     config, timeout = merge_config(
         attributes.get("lm_service_config"), settings.default_lm_service_config, settings.generative_timeout
     )
+    try:
+        envvars = envvars_for(settings.envvars_to_send, url)
+    except ValueError:  # the URL itself stays out of the message: it may carry credentials
+        raise ValueError("lm_service_url is not a valid URL") from None
     kwargs = attributes.get("lm_service_kwargs") or {}
     if not isinstance(kwargs, Mapping):
         raise ValueError("lm_service_kwargs must be an object")
@@ -62,5 +66,5 @@ def build_lm_request(dialog, settings: Settings, environ: Mapping = os.environ) 
         prompt=prompt,
         config=config,
         timeout=timeout,
-        sending_variables=compose_sending_variables(envvars_for(settings.envvars_to_send, url), attributes, environ, kwargs),
+        sending_variables=compose_sending_variables(envvars, attributes, environ, kwargs),
     )
