@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench load test system-deps clean-venv
+.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -72,6 +72,10 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that start no process (no gunicorn, nginx or CLI): under a minute, no Debian packages needed.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not processes" $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

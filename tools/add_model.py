@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tools.model_registry import ModelSpec, Refused, apply, diff, plan_add, plan_remove
+from tools.registry.naming import PLACEHOLDER
 
 DISTS = ("universal_prompted_assistant", "universal_ru_prompted_assistant")
 
@@ -33,8 +34,8 @@ def _generation_config(value: str | None) -> str | None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m tools.add_model", description=__doc__.split("\n\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
-    add = sub.add_parser("add", help="wire a new transformers-lm-<short> container everywhere")
-    add.add_argument("--short", required=True, help="short name: container transformers-lm-<short>")
+    add = sub.add_parser("add", help=f"wire a new {PLACEHOLDER.container} container everywhere")
+    add.add_argument("--short", required=True, help=f"short name: container {PLACEHOLDER.container}")
     add.add_argument("--model", required=True, help='HF hub id, folder or .gguf path; "" = embedded SmolLM2')
     add.add_argument("--dist", action="append", required=True, dest="dists", metavar="DIST",
                      help=f"distribution to add it to (repeatable): {', '.join(DISTS)}")
@@ -51,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--forward", action="append", default=[], metavar="VAR",
                      help="env var the skill forwards to this LLM (repeatable; envvars_to_send.json)")
     add.add_argument("--proxy-host", help="add a proxy.yml entry with PROXY_PASS=HOST:port")
-    add.add_argument("--port", type=int, help="default: lowest free port above the last transformers-lm port")
+    add.add_argument("--port", type=int, help="default: lowest free port above the last LLM container port")
     add.add_argument("--display-name", help="card display_name (default: the model's name)")
     add.add_argument("--author", default="publisher@deeppavlov.ai", help="card author (an email)")
     remove = sub.add_parser("remove", help="undo `add`: delete the container's wiring everywhere")

@@ -137,8 +137,8 @@ def bench_raw(levels, rounds) -> tuple:
     """Raw generate(): each round is one left-padded batch of `level` prompts; and a bare 1-token generate."""
     import torch
 
-    from services.transformers_lm.generation import left_pad
-    from services.transformers_lm.model_loading import load_model
+    from services.transformers_lm.engine.generation import left_pad
+    from services.transformers_lm.model.loading import load_model
     from services.transformers_lm.prompting import PromptBuilder
     from services.transformers_lm.settings import Settings
 

@@ -9,7 +9,7 @@ import sys
 import torch
 from flask import Flask, jsonify, request
 
-from services.transformers_lm.model_loading import load_model
+from services.transformers_lm.model.loading import load_model
 from services.transformers_lm.prompting import PromptBuilder
 from services.transformers_lm.settings import Settings
 

@@ -1,13 +1,36 @@
-"""The one error type a request can cause: it names the offending field."""
+"""What the service logic raises about a request. Only the HTTP edge (api/errors.py) maps them to statuses."""
 
 
-class RequestError(ValueError):
-    def __init__(self, field: str, message: str, status: int = 400, retry_after: int = None):
-        super().__init__(f"{field}: {message}")
+class ServiceError(Exception):
+    """A message for the caller and the request field it is about (None: the request as a whole)."""
+
+    def __init__(self, field, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
-        self.status = status
-        self.retry_after = retry_after  # seconds, for 429/503 answers
 
-    def to_json(self) -> dict:
-        return {"error": self.message, "field": self.field}
+
+class InvalidField(ServiceError):
+    """The caller sent something this service refuses; `field` names it (`configs[0].temperature`)."""
+
+
+class NotReady(ServiceError):
+    """The model is still loading, or loading failed."""
+
+    def __init__(self, message: str):
+        super().__init__("model", message)
+
+
+class ClientGone(ServiceError):
+    """The client closed the connection while its request waited: nobody reads the answer."""
+
+    def __init__(self):
+        super().__init__("request", "the client closed the connection")
+
+
+class SampleFailed(ServiceError):
+    """One sample of a request got no answer; `cause` is the engine's error."""
+
+    def __init__(self, field: str, cause: Exception):
+        super().__init__(field, str(cause))
+        self.cause = cause

@@ -8,17 +8,19 @@ Names are HF `GenerationConfig` names. Two Dream conventions are translated here
   dividing logits by it would overflow float32).
 - `min_new_tokens` is capped at `max_new_tokens` (a request for 1 token beats a default minimum of 8).
 """
-import json
-import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
+from typing import Annotated
 
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from transformers import GenerationConfig
+from typing_extensions import TypedDict
 
 from common.generative_config_files import load_generative_config
 
-from .errors import RequestError
-from .request_parsing import is_text
+from .engine.samples import GenerationParams
+from .errors import InvalidField
+from .validation import STRICT, integer, invalid_field, listed, text
 
 KNOWN_TO_HF = frozenset(GenerationConfig().to_dict())
 SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p")
@@ -30,68 +32,22 @@ MAX_STOP_STRING_CHARS = 256  # the tail decoded at every step is as long as the 
 MAX_SEED = 2**63 - 1  # torch seeds are 64-bit, and sequence i of a request is seeded seed + i
 
 
-def _int(minimum, maximum=math.inf):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be an integer")
-        if value < minimum:
-            raise ValueError(f"must be >= {minimum}")
-        if value > maximum:
-            raise ValueError(f"must be <= {maximum}")
-        return value
-    return check
+@dataclass(frozen=True)
+class Limits:
+    """What this service accepts beyond the fixed bounds: its settings, and the loaded model's window and
+    vocabulary (None: no limit)."""
+    max_new_tokens: int = None
+    max_return_sequences: int = None
+    max_contexts: int = None
+    vocab_size: int = None
 
 
-def _float(low, high=math.inf, low_open=False):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        if value < low or (low_open and value == low) or value > high:
-            left = "(" if low_open else "["
-            raise ValueError(f"must be in {left}{low}, {high}]")
-        return float(value)
-    return check
+def _int(low: int, high: int = None):
+    return integer(ge=low, le=high)
 
 
-def _bool(value):
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _token_ids(value):
-    ids = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not _is_id_list(ids):
-        raise ValueError(f"must be a token id or a non-empty list of at most {MAX_LIST_ITEMS} token ids")
-    return tuple(ids)
-
-
-def _bad_words(value):
-    if not _is_short_list(value) or not all(_is_id_list(words) for words in value):
-        raise ValueError(f"must be a list of at most {MAX_LIST_ITEMS} non-empty lists of at most "
-                         f"{MAX_LIST_ITEMS} token ids")
-    return tuple(tuple(words) for words in value)
-
-
-def _is_short_list(value) -> bool:
-    return isinstance(value, list) and len(value) <= MAX_LIST_ITEMS
-
-
-def _is_id_list(value) -> bool:
-    return _is_short_list(value) and bool(value) and all(_is_token_id(item) for item in value)
-
-
-def _is_token_id(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _strings(value):
-    items = [value] if isinstance(value, str) else value
-    if not _is_short_list(items) or not all(is_text(item) and 0 < len(item) <= MAX_STOP_STRING_CHARS
-                                            for item in items):
-        raise ValueError(f"must be a non-empty string of at most {MAX_STOP_STRING_CHARS} characters "
-                         f"or a list of at most {MAX_LIST_ITEMS} of them")
-    return tuple(items)
+def _float(low: float = None, high: float = None, above: float = None):
+    return Annotated[float, Field(ge=low, gt=above, le=high)]
 
 
 class Replacement(tuple):
@@ -100,68 +56,68 @@ class Replacement(tuple):
     field = "replacement"
 
 
-def _replacement(value):
-    if not _is_short_list(value) or not all(
-            isinstance(pair, list) and len(pair) == 2 and all(is_text(part) for part in pair) and pair[0]
-            for pair in value):
-        raise ValueError(f"must be a list of at most {MAX_LIST_ITEMS} [pattern, substitute] string pairs "
-                         "with non-empty patterns")
-    return Replacement(tuple(pair) for pair in value)
+@lru_cache(maxsize=16)
+def config_type(limits: Limits = Limits()):
+    """The generation parameters this service accepts, declared once: they validate configs (the model's
+    defaults, and each request's) and are the `GenerationConfig` schema of /openapi.json. Every key is
+    optional and none is nullable. The HF ones go to generate() unchanged."""
+    token = _int(0, None if limits.vocab_size is None else limits.vocab_size - 1)
+    token_ids = Annotated[list[token], Field(min_length=1, max_length=MAX_LIST_ITEMS)]
+    new_tokens = _int(1, limits.max_new_tokens)
+    config = TypedDict("GenerationConfig", {
+        "max_new_tokens": new_tokens,
+        "max_length": new_tokens,
+        "min_new_tokens": _int(0),
+        "min_length": _int(0),
+        "do_sample": bool,
+        "temperature": _float(0.0, 100.0),
+        "top_p": _float(above=0.0, high=1.0),
+        "top_k": _int(0),
+        "min_p": _float(0.0, 1.0),
+        "typical_p": _float(above=0.0, high=1.0),
+        "repetition_penalty": _float(0.01, 100.0),
+        "no_repeat_ngram_size": _int(0),
+        "num_beams": _int(1, MAX_BEAMS),
+        "length_penalty": _float(-10.0, 10.0),  # beam scores divide by length ** length_penalty
+        "early_stopping": bool,
+        "num_return_sequences": _int(1, limits.max_return_sequences),
+        "eos_token_id": listed(token, lone=(int, float), min_length=1, max_length=MAX_LIST_ITEMS),
+        "bad_words_ids": Annotated[list[token_ids], Field(max_length=MAX_LIST_ITEMS)],
+        "stop_strings": listed(text(min_length=1, max_length=MAX_STOP_STRING_CHARS), max_length=MAX_LIST_ITEMS),
+        "seed": _int(0, MAX_SEED),
+        "replacement": Annotated[list[Annotated[list[text()], Field(min_length=2, max_length=2)]],
+                                 Field(max_length=MAX_LIST_ITEMS)],
+    }, total=False)
+    config.__doc__ = CONFIG_DOC
+    config.__pydantic_config__ = ConfigDict(**STRICT, extra="forbid")
+    return config
 
 
-# Parameters this service accepts, with their checks. The HF ones go to generate() unchanged.
-CHECKS = {
-    "max_new_tokens": _int(1),
-    "min_new_tokens": _int(0),
-    "do_sample": _bool,
-    "temperature": _float(0.0, 100.0),
-    "top_p": _float(0.0, 1.0, low_open=True),
-    "top_k": _int(0),
-    "min_p": _float(0.0, 1.0),
-    "typical_p": _float(0.0, 1.0, low_open=True),
-    "repetition_penalty": _float(0.01, 100.0),
-    "no_repeat_ngram_size": _int(0),
-    "num_beams": _int(1, MAX_BEAMS),
-    "length_penalty": _float(-10.0, 10.0),  # beam scores divide by length ** length_penalty
-    "early_stopping": _bool,
-    "num_return_sequences": _int(1),
-    "eos_token_id": _token_ids,
-    "bad_words_ids": _bad_words,
-    "stop_strings": _strings,
-    "seed": _int(0, MAX_SEED),
-    "replacement": _replacement,
-}
+CONFIG_DOC = ("Generation parameters (HF GenerationConfig names) merged key by key over the model's defaults. "
+              "`max_length`/`min_length` count reply tokens when `max_new_tokens`/`min_new_tokens` are not given. "
+              "With `num_beams` > 1 the merged config's `num_return_sequences` must be <= `num_beams`.")
+PARAMETERS = frozenset(config_type().__annotations__)
+
+
+@lru_cache(maxsize=16)
+def _adapter(limits: Limits) -> TypeAdapter:
+    return TypeAdapter(config_type(limits))
+
+
+def config_error(error: ValidationError, field, names: dict = None) -> InvalidField:
+    """An InvalidField naming the parameter (`configs[0].temperature`; the parameter alone when `field` is
+    None); an unknown key is told apart from an HF argument this service does not implement."""
+    invalid = invalid_field(error, field, names, leaves=PARAMETERS)
+    if error.errors()[0]["type"] == "extra_forbidden":
+        name = error.errors()[0]["loc"][-1]
+        invalid.message = "is not supported by this service" if name in KNOWN_TO_HF else "is not a generation parameter"
+    return invalid
+
+
 # Handled by this module, never passed to generate() as such.
 OWN_KEYS = ("max_new_tokens", "num_return_sequences", "stop_strings", "seed", "replacement")
 DEFAULT_MAX_NEW_TOKENS = 120  # Dream's default when a config gives none
 LENGTH_ALIASES = {"max_length": "max_new_tokens", "min_length": "min_new_tokens"}
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    generate_kwargs: dict  # batch-wide generate() arguments: decoding mode, sampling, penalties
-    max_new_tokens: int
-    num_return_sequences: int
-    stop_strings: tuple = ()
-    seed: int = None
-    replacement: tuple = ()
-
-    @property
-    def beam_search(self) -> bool:
-        return self.generate_kwargs.get("num_beams", 1) > 1
-
-    @cached_property  # compared against every waiting sample each time a batch forms
-    def batch_key(self) -> str:
-        """Samples with equal keys can share one generate() call. Length, stop strings and the
-        number of returned sequences are handled per row, so they don't split batches; beam
-        search returns its sequences itself, and a seeded sample runs alone to stay reproducible."""
-        key = dict(self.generate_kwargs)
-        if self.beam_search:
-            key["num_return_sequences"] = self.num_return_sequences
-        if self.seed is not None:
-            key["seed"] = self.seed
-            key["solo"] = id(self)
-        return json.dumps(key, sort_keys=True, default=list)
 
 
 def load_defaults(file_name: str) -> dict:
@@ -197,34 +153,26 @@ def capped_defaults(defaults: dict, max_new_tokens: int, max_return_sequences: i
     return capped
 
 
-def parse(config: dict, field: str, max_new_tokens_limit: int = None, max_return_sequences: int = None,
-          vocab_size: int = None) -> GenerationParams:
-    """Validate a merged config into GenerationParams; RequestError names `<field>.<parameter>`."""
-    values = {}
-    for name, value in _with_length_aliases(config).items():
-        where = f"{field}.{name}"
-        if name not in CHECKS:
-            reason = "is not supported by this service" if name in KNOWN_TO_HF else "is not a generation parameter"
-            raise RequestError(where, f"{name} {reason}")
-        try:
-            values[name] = CHECKS[name](value)
-        except ValueError as error:
-            raise RequestError(where, f"{name} {error}") from None
-    limits = {"max_new_tokens": max_new_tokens_limit, "num_return_sequences": max_return_sequences}
-    for name, limit in limits.items():
-        if limit is not None and values.get(name, 1) > limit:
-            raise RequestError(f"{field}.{name}", f"{name} must be <= {limit}")
-    if vocab_size is not None:
-        for name in ("eos_token_id", "bad_words_ids"):
-            flat = values.get(name, ())
-            ids = [token for item in flat for token in (item if isinstance(item, tuple) else (item,))]
-            if any(token >= vocab_size for token in ids):
-                raise RequestError(f"{field}.{name}", f"{name} holds token ids outside the vocabulary ({vocab_size})")
+def parse(config: dict, field, limits: Limits = Limits(), names: dict = None) -> GenerationParams:
+    """Validate a merged config into GenerationParams; InvalidField names `<field>.<parameter>`, or the
+    parameter alone when `field` is None. `names` maps our parameter names to the caller's (OpenAI's)."""
+    try:
+        values = _with_length_aliases(_adapter(limits).validate_python(config))
+    except ValidationError as error:
+        raise config_error(error, field, names) from None
+    for name in ("eos_token_id", "stop_strings"):
+        if name in values:
+            values[name] = tuple(values[name])
+    if values.get("bad_words_ids"):
+        values["bad_words_ids"] = tuple(tuple(words) for words in values["bad_words_ids"])
+    else:  # [] bans nothing; generate() refuses it
+        values.pop("bad_words_ids", None)
 
     if values.get("temperature", 1.0) < GREEDY_BELOW_TEMPERATURE:
         values["do_sample"] = False
     if "replacement" in values:
-        values["replacement"].field = f"{field}.replacement"
+        values["replacement"] = Replacement(tuple(pair) for pair in values["replacement"])
+        values["replacement"].field = f"{field}.replacement" if field else "replacement"
     if "min_new_tokens" in values:
         # A request asking for fewer tokens than the model's default minimum gets what it asked for.
         values["min_new_tokens"] = min(values["min_new_tokens"], values.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
@@ -241,5 +189,6 @@ def parse(config: dict, field: str, max_new_tokens_limit: int = None, max_return
         replacement=values.get("replacement", ()),
     )
     if params.beam_search and params.num_return_sequences > kwargs["num_beams"]:
-        raise RequestError(f"{field}.num_return_sequences", "num_return_sequences must be <= num_beams")
+        name = (names or {}).get("num_return_sequences", "num_return_sequences")
+        raise InvalidField(f"{field}.{name}" if field else name, f"must be <= num_beams ({kwargs['num_beams']})")
     return params

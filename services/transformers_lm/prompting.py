@@ -1,7 +1,7 @@
 """Turning (prompt, dialog context) into model input ids that fit the model window."""
 from jinja2.exceptions import TemplateError
 
-from .errors import RequestError
+from .errors import InvalidField
 
 
 # A few replacement pairs applied in turn can multiply a text's length: refuse past this size.
@@ -24,7 +24,7 @@ def reverse_replacement(text: str, pairs) -> str:
 def _replace(text: str, old: str, new: str, pairs) -> str:
     grown = len(text) + text.count(old) * (len(new) - len(old))
     if grown > max(len(text), MAX_REPLACED_CHARS):
-        raise RequestError(getattr(pairs, "field", "replacement"),
+        raise InvalidField(getattr(pairs, "field", "replacement"),
                            f"the replacement would grow a text to {grown} characters (at most {MAX_REPLACED_CHARS})")
     return text.replace(old, new)
 
@@ -82,7 +82,7 @@ class PromptBuilder:
             else:
                 low = start + 1
         if best is None:
-            raise RequestError(field, f"the prompt and the last utterance take {len(self.ids(prompt, turns[-1:]))} "
+            raise InvalidField(field, f"the prompt and the last utterance take {len(self.ids(prompt, turns[-1:]))} "
                                       f"tokens; {budget} fit (the model window minus max_new_tokens, "
                                       "and at most MAX_INPUT_TOKENS)")
         return best
@@ -102,9 +102,10 @@ class PromptBuilder:
         variants = [dialog]
         if dialog and dialog[0]["role"] == "assistant":
             variants.append(dialog[1:])
-        if system:
+        if len(dialog) < len(messages):  # a system message, even an empty one, is a turn of the conversation
             variants = [[{"role": "system", "content": system}] + variant for variant in variants] + [
                 _merge_system(system, variant) for variant in variants]
+        variants = [variant for variant in variants if variant]  # templates refuse an empty conversation
         for variant in variants[:-1]:
             try:
                 return self._render(variant)

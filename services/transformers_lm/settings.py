@@ -1,23 +1,14 @@
-"""Service settings read once from the environment (names follow Dream's transformers_lm)."""
-import os
-from dataclasses import dataclass, field
+"""Service settings read once from the environment (names follow Dream's transformers_lm), gunicorn's included.
 
+Imports neither torch nor flask: gunicorn.conf.py reads these in the master process.
+"""
+import os
+from dataclasses import dataclass
+
+from common.settings import load, non_negative, number, one_of, parse_flag, positive, setting
 from common.speaker_labels import speakers
 
-TRUE_VALUES = {"1", "true", "yes", "on"}
-FALSE_VALUES = {"", "0", "false", "no", "off", "none"}
-
-
-def parse_flag(value, default: bool = False) -> bool:
-    """Lenient 0/1/true/false parsing: Dream crashed on int("") for HALF_PRECISION=""."""
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text in TRUE_VALUES:
-        return True
-    if text in FALSE_VALUES:
-        return False
-    raise ValueError(f"expected a boolean flag (0/1/true/false), got {value!r}")
+__all__ = ["Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
 
 
 def parse_list(value) -> list:
@@ -29,11 +20,13 @@ def parse_list(value) -> list:
 
 
 def default_cache_dir() -> str:
+    """$XDG_CACHE_HOME/transformers_lm or ~/.cache/transformers_lm"""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "transformers_lm")
 
 
 def default_threads() -> int:
+    """The CPUs this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -42,32 +35,47 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    model_name_or_path: str = ""
-    half_precision: bool = False
-    language: str = "EN"
-    stop_strings: tuple = ()
-    use_flash_attention_2: bool = False
-    trust_remote_code: bool = False  # run Python code shipped with a model: opt-in, it executes as this service
-    hf_token: str = field(default=None, repr=False)
-    service_name: str = "transformers_lm"
-    generative_config: str = "default_generative_config.json"
-    prompt_format: str = "auto"
-    cache_dir: str = field(default_factory=default_cache_dir)
-    torch_threads: int = field(default_factory=default_threads)
-    batching: str = "continuous"
-    prefill_chunk: int = 256
-    prefix_cache_mb: float = 128.0
-    max_batch_size: int = 16
-    batch_wait_ms: float = 10.0
-    request_timeout: float = 600.0
-    max_new_tokens: int = 2048
-    max_return_sequences: int = 8
-    max_contexts: int = 64
-    max_input_tokens: int = 1 << 30  # MAX_INPUT_TOKENS; by default only the model window limits a prompt
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_queue: int = 256
-    sentry_dsn: str = field(default=None, repr=False)
-    api_key: str = field(default=None, repr=False)
+    model_name_or_path: str = setting("PRETRAINED_MODEL_NAME_OR_PATH", str.strip, "",
+                                      "hub id, local folder or .gguf file", shown="embedded SmolLM2")
+    half_precision: bool = setting("HALF_PRECISION", parse_flag, False, "bfloat16/float16 on a GPU")
+    language: str = setting("LANGUAGE", lambda text: text.strip().upper(), "EN", "speaker names of the dream format")
+    stop_strings: tuple = setting("ADDITIONAL_EOS_TOKENS", lambda text: tuple(parse_list(text)), (),
+                                  "comma-separated stop strings", aliases=("EOS_TOKENS",))
+    use_flash_attention_2: bool = setting("USE_FLASH_ATTENTION_2", parse_flag, False, "flash attention 2 on a GPU")
+    # Runs Python code shipped with a model, as this service: opt-in.
+    trust_remote_code: bool = setting("TRUST_REMOTE_CODE", parse_flag, False, "let a model run the code it ships")
+    hf_token: str = setting("HF_ACCESS_TOKEN", doc="Hugging Face token for gated models", secret=True)
+    service_name: str = setting("SERVICE_NAME", default="transformers_lm", doc="the OpenAPI document's title")
+    generative_config: str = setting("GENERATIVE_CONFIG", default="default_generative_config.json",
+                                     doc="default generation parameters, a file in common/generative_configs/")
+    prompt_format: str = setting("PROMPT_FORMAT", one_of("auto", "chat_template", "dream"), "auto",
+                                 "how a dialog becomes a prompt")
+    cache_dir: str = setting("MODEL_CACHE_DIR", default=default_cache_dir, doc="GGUF conversion cache")
+    torch_threads: int = setting("TORCH_NUM_THREADS", number(int), default_threads, "torch intra-op threads")
+    batching: str = setting("BATCHING", one_of("continuous", "static"), "continuous", "batching engine")
+    prefill_chunk: int = setting("PREFILL_CHUNK", positive(int), 256, "prompt tokens per decoding step")
+    prefix_cache_mb: float = setting("PREFIX_CACHE_MB", non_negative(float), 128.0, "prompt prefix cache; 0 is off")
+    max_batch_size: int = setting("MAX_BATCH_SIZE", positive(int), 16, "sequences decoded together")
+    batch_wait_ms: float = setting("BATCH_WAIT_MS", non_negative(float), 10.0, "static batching's wait for companions")
+    request_timeout: float = setting("REQUEST_TIMEOUT", positive(float), 600.0, "seconds a request waits (504 past)")
+    max_new_tokens: int = setting("MAX_NEW_TOKENS", positive(int), 2048, "most new tokens a request may ask for")
+    max_return_sequences: int = setting("MAX_RETURN_SEQUENCES", positive(int), 8, "most samples per context")
+    max_contexts: int = setting("MAX_CONTEXTS", positive(int), 64, "most contexts per request")
+    # By default only the model window limits a prompt.
+    max_input_tokens: int = setting("MAX_INPUT_TOKENS", positive(int), 1 << 30, "prompt tokens per sample",
+                                    shown="the model window")
+    max_body_bytes: int = setting("MAX_BODY_BYTES", positive(int), 4 * 1024 * 1024, "request body size (413 above)")
+    max_queue: int = setting("MAX_QUEUE", positive(int), 256, "samples waiting for the model (429 above)")
+    sentry_dsn: str = setting("SENTRY_DSN", doc="enables Sentry", secret=True)
+    api_key: str = setting("API_KEY", doc="bearer token /v1/* requires", secret=True)
+    # gunicorn's, read by gunicorn.conf.py; its command-line options win.
+    host: str = setting("SERVICE_HOST", default="0.0.0.0", doc="address gunicorn listens on")
+    port: int = setting("SERVICE_PORT", non_negative(int), 8130, "port gunicorn listens on")
+    workers: int = setting("WORKERS", positive(int), 1, "gunicorn workers, one model copy each")
+    threads: int = setting("GUNICORN_THREADS", positive(int), 32, "handler threads per worker")
+    worker_timeout: int = setting("GUNICORN_TIMEOUT", non_negative(int), 600, "seconds a hung worker lives")
+    log_level: str = setting("LOG_LEVEL", one_of("debug", "info", "warning", "error", "critical"), "info",
+                             "gunicorn's and the app's log level")
 
     @property
     def speakers(self) -> tuple:
@@ -75,38 +83,4 @@ class Settings:
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
-        env = os.environ if env is None else env
-        prompt_format = (env.get("PROMPT_FORMAT") or "auto").strip().lower()
-        if prompt_format not in ("auto", "chat_template", "dream"):
-            raise ValueError(f"PROMPT_FORMAT must be auto, chat_template or dream, got {prompt_format!r}")
-        batching = (env.get("BATCHING") or "continuous").strip().lower()
-        if batching not in ("continuous", "static"):
-            raise ValueError(f"BATCHING must be continuous or static, got {batching!r}")
-        return cls(
-            model_name_or_path=(env.get("PRETRAINED_MODEL_NAME_OR_PATH") or "").strip(),
-            half_precision=parse_flag(env.get("HALF_PRECISION")),
-            language=(env.get("LANGUAGE") or "EN").strip().upper(),
-            stop_strings=tuple(parse_list(env.get("ADDITIONAL_EOS_TOKENS", env.get("EOS_TOKENS")))),
-            use_flash_attention_2=parse_flag(env.get("USE_FLASH_ATTENTION_2")),
-            trust_remote_code=parse_flag(env.get("TRUST_REMOTE_CODE")),
-            hf_token=env.get("HF_ACCESS_TOKEN") or None,
-            service_name=env.get("SERVICE_NAME") or "transformers_lm",
-            generative_config=env.get("GENERATIVE_CONFIG") or "default_generative_config.json",
-            prompt_format=prompt_format,
-            cache_dir=env.get("MODEL_CACHE_DIR") or default_cache_dir(),
-            torch_threads=int(env.get("TORCH_NUM_THREADS") or default_threads()),
-            batching=batching,
-            prefill_chunk=int(env.get("PREFILL_CHUNK") or 256),
-            prefix_cache_mb=float(env.get("PREFIX_CACHE_MB") or 128.0),
-            max_batch_size=int(env.get("MAX_BATCH_SIZE") or 16),
-            batch_wait_ms=float(env.get("BATCH_WAIT_MS") or 10.0),
-            request_timeout=float(env.get("REQUEST_TIMEOUT") or 600.0),
-            max_new_tokens=int(env.get("MAX_NEW_TOKENS") or 2048),
-            max_return_sequences=int(env.get("MAX_RETURN_SEQUENCES") or 8),
-            max_contexts=int(env.get("MAX_CONTEXTS") or 64),
-            max_input_tokens=int(env.get("MAX_INPUT_TOKENS") or 1 << 30),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES") or 4 * 1024 * 1024),
-            max_queue=int(env.get("MAX_QUEUE") or 256),
-            sentry_dsn=env.get("SENTRY_DSN") or None,
-            api_key=env.get("API_KEY") or None,
-        )
+        return load(cls, env)

@@ -1,7 +1,7 @@
 """Reversible edits of existing files: each `add_*` has a `remove_*` that gives back the exact original text.
 
 YAML files are edited with ruamel.yaml in round-trip mode (comments, order, quotes kept); whole entries are
-inserted after the last `transformers-lm-*` entry and deleted again. Line-based files get whole lines.
+inserted after the last LLM container's entry and deleted again. Line-based files get whole lines.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-LLM_PREFIX = "transformers-lm-"
+from tools.registry.naming import is_llm_container
 
 
 class EditError(ValueError):
@@ -66,7 +66,7 @@ def add_service(text: str, entry: str) -> str:
     if name in services:
         raise EditError(f"{name} is already a service")
     keys = list(services)
-    llms = [i for i, key in enumerate(keys) if str(key).startswith(LLM_PREFIX)]
+    llms = [i for i, key in enumerate(keys) if is_llm_container(str(key))]
     pos = llms[-1] + 1 if llms else len(keys)
     services.insert(pos, name, parsed[name])
     if blank and pos == len(keys) and keys:  # new last entry: the blank line goes after the previous one
@@ -103,7 +103,7 @@ def add_wait_host(text: str, host: str) -> str:
         raise EditError("no `WAIT_HOSTS: >-` block")
     indent = m.group(1) + "  "
     lines = m.group(2).splitlines(True)
-    llms = [i for i, line in enumerate(lines) if line.strip().startswith(LLM_PREFIX)]
+    llms = [i for i, line in enumerate(lines) if is_llm_container(line.strip())]
     at = llms[-1] + 1 if llms else len(lines) - 1
     if at >= len(lines):  # the last host has no comma: keep it that way
         raise EditError("WAIT_HOSTS ends with an LLM container")

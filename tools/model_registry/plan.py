@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tools import registry_check as rc
+from tools.registry.naming import GEN_CONFIGS, PLACEHOLDER, LLMNames, is_llm_container
+from tools.registry.ports import taken_ports
+from tools.registry.repo import DIST_FILES, ENVVARS, MODELS_MD, TSV, Repo, host_port
 
 from . import edits, templates
 
-SHORT = re.compile(r"^[a-z][a-z0-9]{0,39}$")
 MEMORY = re.compile(r"^\d+(\.\d+)?[KMG]$")
-DEFAULT_GEN_CONFIG = f"{rc.GEN_CONFIGS}/default_generative_config.json"
-SERVICE_CONFIGS = "services/transformers_lm/service_configs"
+DEFAULT_GEN_CONFIG = f"{GEN_CONFIGS}/default_generative_config.json"
 
 Changes = dict  # relative path -> new text, or None: delete
 
@@ -49,20 +49,12 @@ class ModelSpec:
     open_source: str = "yes"
 
     @property
-    def container(self) -> str:
-        return f"{edits.LLM_PREFIX}{self.short}"
-
-    @property
-    def service_name(self) -> str:
-        return f"transformers_lm_{self.short}"
-
-    @property
-    def gen_config_name(self) -> str:
-        return f"{self.service_name}.json"
+    def names(self) -> LLMNames:
+        return LLMNames(self.short)
 
     @property
     def url(self) -> str:
-        return f"http://{self.container}:{self.port}/respond"
+        return self.names.url(self.port)
 
     @property
     def proxy_pass(self) -> str:
@@ -72,51 +64,42 @@ class ModelSpec:
     def cuda_visible_devices(self) -> str:
         return "0" if self.gpu_memory else ""
 
-    @property
-    def service_config_dir(self) -> str:
-        return f"{SERVICE_CONFIGS}/{self.container}"
-
     def build_args(self) -> dict:
-        return {"SERVICE_PORT": self.port, "SERVICE_NAME": self.service_name,
+        return {"SERVICE_PORT": self.port, "SERVICE_NAME": self.names.service_name,
                 "PRETRAINED_MODEL_NAME_OR_PATH": self.model, "HALF_PRECISION": self.half_precision,
-                "GENERATIVE_CONFIG": self.gen_config_name, "LANGUAGE": self.language}
+                "GENERATIVE_CONFIG": self.names.gen_config, "LANGUAGE": self.language}
 
 
 # --- validation ----------------------------------------------------------------------------------------------------
 
-def taken_ports(repo: rc.Repo) -> set[int]:
-    ports = {int(port) for _, port, _ in repo.tsv_rows if port.isdigit()}
-    return ports | {port for *_, port, _ in rc.port_uses(repo) if port is not None}
-
-
-def default_port(repo: rc.Repo) -> int:
-    """The lowest free port above the highest transformers-lm port of components.tsv."""
-    llm_ports = [p for name, p in repo.tsv_ports.items() if name.startswith(edits.LLM_PREFIX)]
+def default_port(repo: Repo) -> int:
+    """The lowest free port above the highest LLM container port of components.tsv."""
+    llm_ports = [p for name, p in repo.tsv_ports.items() if is_llm_container(name)]
     port, taken = max(llm_ports, default=8129) + 1, taken_ports(repo)
     while port in taken:
         port += 1
     return port
 
 
-def name_uses(repo: rc.Repo, spec: ModelSpec) -> list[str]:
+def name_uses(repo: Repo, names: LLMNames) -> list[str]:
     uses = []
-    if spec.container in repo.tsv_ports:
-        uses.append(rc.TSV)
-    uses += [f"assistant_dists/{d}" for d in repo.dists if spec.container in repo.components(d)]
-    for rel in (spec.service_config_dir, f"{rc.GEN_CONFIGS}/{spec.gen_config_name}"):
+    if names.container in repo.tsv_ports:
+        uses.append(TSV)
+    uses += [f"assistant_dists/{d}" for d in repo.dists if names.container in repo.components(d)]
+    for rel in (names.service_config_dir, names.gen_config_path):
         if (repo.root / rel).exists():
             uses.append(rel)
     uses += [path for path, card in repo.cards.items()
-             if card.get("name") == spec.service_name or card.get("service") == spec.service_config_dir]
-    if any(rc._host_port(url)[0] == spec.container for url in repo.envvars):
-        uses.append(rc.ENVVARS)
+             if card.get("name") == names.service_name or card.get("service") == names.service_config_dir]
+    if any(host_port(url)[0] == names.container for url in repo.envvars):
+        uses.append(ENVVARS)
     return uses
 
 
-def validate(repo: rc.Repo, spec: ModelSpec) -> None:
-    if not SHORT.match(spec.short or ""):
+def validate(repo: Repo, spec: ModelSpec) -> None:
+    if not spec.names.valid:
         raise Refused(f"invalid short name {spec.short!r}: use lowercase letters and digits, starting with a letter "
-                      "(it becomes transformers-lm-<short> and transformers_lm_<short>)")
+                      f"(it becomes {PLACEHOLDER.container} and {PLACEHOLDER.service_name})")
     if not spec.dists:
         raise Refused("give at least one --dist")
     for dist in spec.dists:
@@ -143,9 +126,9 @@ def validate(repo: rc.Repo, spec: ModelSpec) -> None:
             raise Refused(f"--generation-config is not JSON: {err}") from None
         if not isinstance(config, dict):
             raise Refused("--generation-config must be a JSON object")
-    uses = name_uses(repo, spec)
+    uses = name_uses(repo, spec.names)
     if uses:
-        raise Refused(f"{spec.container} is already taken: {', '.join(uses)}")
+        raise Refused(f"{spec.names.container} is already taken: {', '.join(uses)}")
     if not 1024 <= spec.port <= 65535:
         raise Refused(f"port {spec.port} is outside 1024..65535")
     if spec.port in taken_ports(repo):
@@ -159,7 +142,7 @@ def _read(root: Path, rel: str) -> str:
     return (root / rel).read_text()
 
 
-def _card_path(repo: rc.Repo) -> str:
+def _card_path(repo: Repo) -> str:
     alphabet = string.ascii_lowercase + string.digits
     while True:
         rel = f"components/{''.join(secrets.choice(alphabet) for _ in range(20))}.yml"
@@ -168,11 +151,11 @@ def _card_path(repo: rc.Repo) -> str:
 
 
 def plan_add(root, spec: ModelSpec) -> Changes:
-    repo = rc.Repo(root)
+    repo = Repo(root)
     if spec.port is None:
         spec.port = default_port(repo)
     validate(repo, spec)
-    host = f"{spec.container}:{spec.port}"
+    names, host = spec.names, spec.names.host(spec.port)
     changes: Changes = {}
 
     def edit(rel, add, remove):
@@ -187,8 +170,8 @@ def plan_add(root, spec: ModelSpec) -> Changes:
             raise Refused(f"{rel}: the edit could not be undone byte for byte; edit this file by hand")
         changes[rel] = after
 
-    edit(rc.TSV, lambda t: edits.add_tsv_row(t, spec.port, spec.container),
-         lambda t: edits.remove_tsv_row(t, spec.port, spec.container))
+    edit(TSV, lambda t: edits.add_tsv_row(t, spec.port, names.container),
+         lambda t: edits.remove_tsv_row(t, spec.port, names.container))
     overlays = [("docker-compose.override.yml", templates.override_entry), ("dev.yml", templates.dev_entry),
                 ("cpu.yml", templates.cpu_entry)]
     if spec.proxy_host:
@@ -196,33 +179,34 @@ def plan_add(root, spec: ModelSpec) -> Changes:
     for dist in spec.dists:
         for name, render in overlays:
             edit(repo.dist_file(dist, name), lambda t, r=render: edits.add_service(t, r(spec)),
-                 lambda t: edits.remove_service(t, spec.container))
+                 lambda t: edits.remove_service(t, names.container))
         edit(repo.dist_file(dist, "docker-compose.override.yml"), lambda t: edits.add_wait_host(t, host),
              lambda t: edits.remove_wait_host(t, host))
-    edit(rc.ENVVARS, lambda t: edits.add_envvars(t, spec.url, spec.forward),
+    edit(ENVVARS, lambda t: edits.add_envvars(t, spec.url, spec.forward),
          lambda t: edits.remove_envvars(t, spec.url))
-    edit(rc.MODELS_MD, lambda t: edits.add_models_md_row(t, templates.models_md_row(spec)),
-         lambda t: edits.remove_models_md_row(t, spec.container))
+    edit(MODELS_MD, lambda t: edits.add_models_md_row(t, templates.models_md_row(spec)),
+         lambda t: edits.remove_models_md_row(t, names.container))
     if spec.generation_config is None:
-        changes[f"{rc.GEN_CONFIGS}/{spec.gen_config_name}"] = _read(repo.root, DEFAULT_GEN_CONFIG)
+        changes[names.gen_config_path] = _read(repo.root, DEFAULT_GEN_CONFIG)
     else:
         config = json.loads(spec.generation_config)
-        changes[f"{rc.GEN_CONFIGS}/{spec.gen_config_name}"] = json.dumps(config, indent=2) + "\n"
-    changes[f"{spec.service_config_dir}/environment.yml"] = templates.build_args(spec)
-    changes[f"{spec.service_config_dir}/service.yml"] = templates.service_yml(spec)
+        changes[names.gen_config_path] = json.dumps(config, indent=2) + "\n"
+    changes[f"{names.service_config_dir}/environment.yml"] = templates.build_args(spec)
+    changes[f"{names.service_config_dir}/service.yml"] = templates.service_yml(spec)
     changes[_card_path(repo)] = templates.card(spec, datetime.now().strftime("%Y-%m-%dT%H:%M:%S"))
     return changes
 
 
 def plan_remove(root, short: str) -> Changes:
-    repo = rc.Repo(root)
-    if not SHORT.match(short or ""):
+    repo = Repo(root)
+    names = LLMNames(short)
+    if not names.valid:
         raise Refused(f"invalid short name {short!r}")
-    container = f"{edits.LLM_PREFIX}{short}"
+    container = names.container
     if container not in repo.tsv_ports:
-        raise Refused(f"{container} has no row in {rc.TSV}")
+        raise Refused(f"{container} has no row in {TSV}")
     port = repo.tsv_ports[container]
-    host, url = f"{container}:{port}", f"http://{container}:{port}/respond"
+    host, url = names.host(port), names.url(port)
     changes: Changes = {}
 
     def edit(rel, remove):
@@ -231,20 +215,19 @@ def plan_remove(root, short: str) -> Changes:
         except edits.EditError as err:
             raise Refused(f"{rel}: {err}") from None
 
-    edit(rc.TSV, lambda t: edits.remove_tsv_row(t, port, container))
+    edit(TSV, lambda t: edits.remove_tsv_row(t, port, container))
     for dist in repo.dists:
-        for name in rc.DIST_FILES:
+        for name in DIST_FILES:
             rel = repo.dist_file(dist, name)
             if container in repo.services(rel):
                 edit(rel, lambda t: edits.remove_service(t, container))
         if container in repo.components(dist):
-            edit(repo.dist_file(dist, rc.DIST_FILES[0]), lambda t: edits.remove_wait_host(t, host))
+            edit(repo.dist_file(dist, DIST_FILES[0]), lambda t: edits.remove_wait_host(t, host))
     if url in repo.envvars:
-        edit(rc.ENVVARS, lambda t: edits.remove_envvars(t, url))
-    edit(rc.MODELS_MD, lambda t: edits.remove_models_md_row(t, container))
-    service_dir = f"{SERVICE_CONFIGS}/{container}"
-    created = [f"{rc.GEN_CONFIGS}/transformers_lm_{short}.json", f"{service_dir}/environment.yml",
-               f"{service_dir}/service.yml"]
+        edit(ENVVARS, lambda t: edits.remove_envvars(t, url))
+    edit(MODELS_MD, lambda t: edits.remove_models_md_row(t, container))
+    service_dir = names.service_config_dir
+    created = [names.gen_config_path, f"{service_dir}/environment.yml", f"{service_dir}/service.yml"]
     created += [path for path, card in repo.cards.items() if card.get("service") == service_dir]
     for rel in created:
         if (repo.root / rel).exists():
@@ -272,8 +255,8 @@ def apply(root, changes: Changes) -> None:
         path = root / rel
         if new is None:
             path.unlink()
-            if path.parent.name.startswith(edits.LLM_PREFIX) and not any(path.parent.iterdir()):
-                path.parent.rmdir()  # the service_configs/transformers-lm-<short> folder the add created
+            if is_llm_container(path.parent.name) and not any(path.parent.iterdir()):
+                path.parent.rmdir()  # the service config folder the add created
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(new)

@@ -8,10 +8,10 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from tools import registry_check as rc
+from tools.registry.naming import DOCKERFILE, SERVICE_DIR
 
-LLM_DOCKERFILE = f"./{rc.LLM_DOCKERFILE}"  # compose files spell build paths from the context
-GUNICORN = "gunicorn -c services/transformers_lm/gunicorn.conf.py -b 0.0.0.0:{port}"
+LLM_DOCKERFILE = f"./{DOCKERFILE}"  # compose files spell build paths from the context
+GUNICORN = f"gunicorn -c {SERVICE_DIR}/gunicorn.conf.py -b 0.0.0.0:{{port}}"
 EMBEDDED = ("SmolLM2-135M-Instruct", "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct")
 _HF_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -53,7 +53,7 @@ def _indent(text: str, n: int) -> str:
 
 def override_entry(spec) -> str:
     """`docker-compose.override.yml` container, at indent 0."""
-    return (f"{spec.container}:\n"
+    return (f"{spec.names.container}:\n"
             "  env_file:\n    - .env\n"
             "  build:\n    args:\n" + _indent(build_args(spec), 6) +
             f"    context: .\n    dockerfile: {LLM_DOCKERFILE}\n"
@@ -65,19 +65,19 @@ def override_entry(spec) -> str:
 
 
 def dev_entry(spec) -> str:
-    return (f"{spec.container}:\n  volumes:\n"
-            "    - ./services/transformers_lm:/src/services/transformers_lm\n"
+    return (f"{spec.names.container}:\n  volumes:\n"
+            f"    - ./{SERVICE_DIR}:/src/{SERVICE_DIR}\n"
             "    - ./common:/src/common\n"
             "    - ~/.deeppavlov/cache:/root/.cache\n"
             f"  ports:\n    - {spec.port}:{spec.port}\n")
 
 
 def cpu_entry(spec) -> str:
-    return f'{spec.container}:\n  environment:\n    CUDA_VISIBLE_DEVICES: ""\n    HALF_PRECISION: 0\n'
+    return f'{spec.names.container}:\n  environment:\n    CUDA_VISIBLE_DEVICES: ""\n    HALF_PRECISION: 0\n'
 
 
 def proxy_entry(spec) -> str:
-    return (f"{spec.container}:\n"
+    return (f"{spec.names.container}:\n"
             "  command:\n    - nginx\n    - -g\n    - daemon off;\n"
             "  build:\n    context: ./proxy\n    dockerfile: Dockerfile\n"
             f"  environment:\n    PORT: {spec.port}\n    PROXY_PASS: {scalar(spec.proxy_pass)}\n"
@@ -94,7 +94,7 @@ def _body(entry: str) -> str:
 def service_yml(spec) -> str:
     compose = _body(override_entry(spec)) + _body(dev_entry(spec))
     proxy = "proxy:\n" + _body(proxy_entry(spec)) if spec.proxy_host else "proxy: null\n"
-    return (f"name: {spec.container}\n"
+    return (f"name: {spec.names.container}\n"
             "endpoints:\n  - respond\n  - generate_goals\n  - ping\n"
             "compose:\n" + compose + proxy)
 
@@ -104,7 +104,7 @@ def card(spec, date_created: str) -> str:
     description = " ".join(spec.description.split())
     if url:
         description += f" Details: [model page]({url})."
-    return (f"name: {spec.service_name}\n"
+    return (f"name: {spec.names.service_name}\n"
             f"display_name: {scalar(spec.display_name or name)}\n"
             "component_type: Generative\nmodel_type: NN-based\nis_customizable: false\n"
             f"author: {scalar(spec.author)}\n"
@@ -116,7 +116,7 @@ def card(spec, date_created: str) -> str:
             "dialog_formatter: null\nresponse_formatter: null\nprevious_services: null\n"
             "required_previous_services: null\nstate_manager_method: null\ntags: null\n"
             "endpoint: respond\n"
-            f"service: {spec.service_config_dir}\n"
+            f"service: {spec.names.service_config_dir}\n"
             f"date_created: '{date_created}'\n")
 
 
@@ -125,6 +125,6 @@ def models_md_row(spec) -> str:
     cell = f"[{name}]({url})" if url else f"`{name}`"
     if not spec.model:
         cell += " (embedded)"
-    cells = [cell, spec.container, spec.open_source, spec.size, spec.gpu_memory or "none (CPU)",
+    cells = [cell, spec.names.container, spec.open_source, spec.size, spec.gpu_memory or "none (CPU)",
              str(spec.max_tokens), spec.license, " ".join(spec.description.split())]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"

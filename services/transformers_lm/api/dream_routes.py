@@ -1,0 +1,46 @@
+"""Dream's endpoints: /respond, /generate_goals and /ping."""
+import json
+from functools import partial
+
+from flask import Blueprint, jsonify, request
+
+from common.http import json_body
+
+from .disconnects import client_gone
+from .dream_protocol import parse_goals, parse_respond
+from .errors import classify
+
+
+def answer(results: list, errors: list):
+    """200 with every result; failed samples hold empty strings and are listed in X-Sample-Errors.
+    If every sample failed, the first failure is the answer (500, or 504 past the deadline)."""
+    failed = {index: error for index, error in enumerate(errors) if error}
+    if failed and len(failed) == len(results):
+        raise failed[0]
+    response = jsonify(results)
+    if failed:
+        response.headers["X-Sample-Errors"] = json.dumps({index: classify(error).message
+                                                          for index, error in failed.items()})
+    return response
+
+
+def dream_blueprint(holder) -> Blueprint:
+    blueprint = Blueprint("dream", __name__)
+
+    @blueprint.post("/respond")
+    def respond():
+        service = holder.ready()
+        tasks = parse_respond(json_body(), service.limits)
+        return answer(*service.respond(tasks, gone=partial(client_gone, request.environ)))
+
+    @blueprint.post("/generate_goals")
+    def generate_goals():
+        service = holder.ready()
+        prompts, configs = parse_goals(json_body(), service.limits)
+        return answer(*service.generate_goals(prompts, configs, gone=partial(client_gone, request.environ)))
+
+    @blueprint.route("/ping", methods=["GET", "POST"])
+    def ping():
+        return "pong", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+    return blueprint

@@ -1,0 +1,162 @@
+"""Continuous (iteration-level) batching: the default engine (BATCHING=continuous).
+
+Each loop turn is one forward pass holding a decode step for every running sequence plus up to PREFILL_CHUNK
+tokens of newly admitted prompts (ragged_attention.py). A sample joins the running batch as soon as its prompt
+is in the cache and a finished sequence leaves at once, so nobody waits for the longest reply of a batch; a long
+prompt is spread over several passes instead of stalling the running decodes; and a new prompt shares its
+pass with the decode step rather than taking one of its own. A prompt that starts like a recent one computes
+only what differs (prefix_cache.py). Each sequence keeps its own length limit, stop strings, penalties,
+sampling parameters and seed.
+
+Beam search keeps its sequences in one search, so a beam sample runs as a static `generate()` call.
+"""
+import logging
+from collections import deque
+from concurrent.futures import CancelledError
+
+import torch
+
+from . import ragged_attention
+from .decoding import choose_tokens
+from .errors import GenerationFailed
+from .generation import eos_ids, generate_group
+from .kv_batch import KVBatch
+from .prefix_cache import PrefixCache
+from .sequences import Sequence
+from .static import BatchEngine
+
+logger = logging.getLogger(__name__)
+
+
+class ContinuousEngine(BatchEngine):
+    def __init__(self, loaded, max_batch_rows: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
+                 run_group=generate_group, prefix_cache_bytes: int = 128 << 20):
+        if not ragged_attention.enable(loaded.model):
+            raise ValueError(f"{loaded.name} can't run ragged attention: use BATCHING=static")
+        self.prefill_chunk = prefill_chunk
+        self.batch = KVBatch(loaded.device)
+        self.prefixes = PrefixCache(prefix_cache_bytes)
+        self.running = []  # Sequences, in the batch's row order
+        self.prefills = deque()  # (sample, Prefill): admitted, prompt not all cached yet, oldest first
+        self.sequences = {}  # sample -> its Sequences, until its future is resolved
+        super().__init__(loaded, max_batch_rows, 0.0, run_group, max_queue)
+
+    @torch.inference_mode()
+    def _loop(self):
+        while True:
+            for sample in self._admit():
+                self._run([sample])
+            self._pass()
+
+    def _admit(self) -> list:
+        """Move waiting samples into prefill while rows are free; returns beam samples to run statically."""
+        beams = []
+        with self.condition:
+            while not (self.pending or self.running or self.prefills):
+                self.condition.wait()
+            rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
+            while self.pending and (rows == 0 or rows + self.pending[0].rows <= self.max_batch_rows):
+                sample = self.pending.popleft()
+                if not sample.future.set_running_or_notify_cancel():
+                    continue
+                if sample.params.beam_search:
+                    beams.append(sample)
+                    continue
+                prefill = self.prefixes.prefill(sample.input_ids)
+                self.add_prompt_tokens(prefill.remaining, prefill.done)
+                self.prefills.append((sample, prefill))
+                rows += sample.rows
+        return beams
+
+    def _chunks(self) -> list:
+        """This pass's prompt work, (sample, Prefill, tokens): the oldest admitted prompts up to PREFILL_CHUNK
+        tokens, the last one cut if it does not fit."""
+        chunks, budget = [], self.prefill_chunk
+        for sample, prefill in list(self.prefills):
+            if sample.abandoned:
+                self.prefills.remove((sample, prefill))
+                sample.future.set_exception(CancelledError())
+            elif budget > 0:
+                chunks.append((sample, prefill, min(prefill.remaining, budget)))
+                budget -= chunks[-1][2]
+        return chunks
+
+    def _pass(self):
+        chunks = self._chunks()
+        if not (chunks or self.running):
+            return
+        rows = len(self.running)
+        try:
+            logits = ragged_attention.forward(self.loaded.model, self.batch,
+                                              [sequence.next_token for sequence in self.running],
+                                              [(prefill, length) for _, prefill, length in chunks])
+            if rows:
+                self._take(self.running, logits[:rows])
+            self._start([(sample, prefill) for sample, prefill, _ in chunks if not prefill.remaining], logits[rows:])
+        except Exception:
+            logger.exception("forward pass failed; failing its samples")
+            self._fail({sequence.sample for sequence in self.running} | {sample for sample, _, _ in chunks})
+            return
+        self.count(passes=1, prefill_tokens=sum(length for _, _, length in chunks), prefill_passes=int(bool(chunks)))
+        if rows:
+            self.count(steps=1, rows=rows)
+            self.observe_batch(rows)
+        self._retire()
+
+    def _start(self, started: list, logits):
+        """First tokens of prompts now cached (logits[i] for started[i]); sequences that go on join the batch."""
+        copies, alive = [], []
+        for position, (sample, prefill) in enumerate(started):
+            self.prefills.remove((sample, prefill))
+            self.prefixes.store(prefill)
+            eos = frozenset(eos_ids(self.loaded.model, sample.params))
+            sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
+            self.sequences[sample] = sequences
+            self._take(sequences, logits[position:position + 1].expand(len(sequences), -1).clone())
+            self.first_token(sample)
+            going_on = [sequence for sequence in sequences if not sequence.finished]
+            copies.append(len(going_on))
+            alive.extend(going_on)
+        self.batch.join([prefill for _, prefill in started], copies)
+        self.running.extend(alive)
+        for sample, _ in started:
+            self._settle(sample)
+
+    def _retire(self):
+        """Resolve finished or abandoned samples and drop their rows from the batch."""
+        for sample in {sequence.sample for sequence in self.running if sequence.finished or sequence.sample.abandoned}:
+            self._settle(sample)
+        keep = [index for index, sequence in enumerate(self.running)
+                if not sequence.finished and not sequence.sample.abandoned]
+        if len(keep) < len(self.running):
+            self.batch.keep(keep)
+            self.running = [self.running[index] for index in keep]
+
+    def _fail(self, samples: set):
+        """After a failed pass the caches it touched are unusable: fail its samples, start the batch afresh."""
+        self.prefills = deque(entry for entry in self.prefills if entry[0] not in samples)
+        self.running = []
+        self.batch.keep([])
+        for sample in samples:
+            self.sequences.pop(sample, None)
+            if not sample.future.done():
+                sample.future.set_exception(GenerationFailed())
+
+    def _take(self, sequences: list, logits):
+        tokens = choose_tokens(sequences, logits)
+        for sequence, token in zip(sequences, tokens):
+            sequence.add(token)
+        self.add_tokens(sum(token not in sequence.eos for sequence, token in zip(sequences, tokens)))
+
+    def _settle(self, sample):
+        """Resolve a sample's future once all its sequences are done (or nobody waits any more)."""
+        sequences = self.sequences.get(sample)
+        if sequences is None:
+            return
+        if sample.abandoned:
+            del self.sequences[sample]
+            sample.future.set_exception(CancelledError())
+        elif all(sequence.finished for sequence in sequences):
+            del self.sequences[sample]
+            self.count(samples=1)
+            sample.future.set_result([sequence.hypothesis() for sequence in sequences])

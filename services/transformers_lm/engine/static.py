@@ -1,0 +1,128 @@
+"""The inference thread: it alone touches the model; request handlers enqueue samples and wait.
+
+`BatchEngine` is static batching (BATCHING=static): waiting samples whose parameters share a batch key
+run as one left-padded `generate()` call, so concurrent requests share the model's forward passes.
+It also holds the queue that `continuous.ContinuousEngine` inherits.
+"""
+import logging
+import threading
+import time
+from collections import deque
+
+from .errors import GenerationFailed, QueueFull
+from .generation import generate_group
+
+logger = logging.getLogger(__name__)
+
+
+class BatchEngine:
+    def __init__(self, loaded, max_batch_rows: int = 16, batch_wait_s: float = 0.01, run_group=generate_group,
+                 max_queue: int = 256):
+        self.loaded = loaded
+        self.max_batch_rows = max_batch_rows
+        self.batch_wait_s = batch_wait_s
+        self.run_group = run_group
+        self.max_queue = max_queue
+        self.pending = deque()
+        self.condition = threading.Condition()
+        self.stats = {"batches": 0, "samples": 0, "rows": 0}
+        self.metrics = None  # a metrics.Metrics, once the app attaches one
+        self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self.thread.start()
+
+    def submit(self, samples: list) -> list:
+        """Queue samples; returns their futures (each resolves to a list of hypotheses).
+
+        A bounded queue: past `max_queue` waiting samples the request is refused whole (QueueFull), so
+        every accepted request is answered within its deadline instead of piling up.
+        """
+        with self.condition:
+            if len(self.pending) + len(samples) > self.max_queue:
+                raise QueueFull(self.max_queue)
+            now = time.monotonic()
+            for sample in samples:
+                sample.submitted_at = now
+            self.pending.extend(samples)
+            self.condition.notify()
+        return [sample.future for sample in samples]
+
+    def withdraw(self, sample) -> bool:
+        """Take back a sample nobody waits for any more: True if it left the queue; if it already
+        started, it is marked abandoned (an engine that can drops it at its next step) and False."""
+        with self.condition:
+            if sample not in self.pending:
+                sample.abandoned = True
+                return False
+            self.pending.remove(sample)
+        return sample.future.cancel()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _next_group(self) -> list:
+        """The oldest sample plus every waiting sample with its batch key, up to max_batch_rows rows."""
+        with self.condition:
+            while not self.pending:
+                self.condition.wait()
+        # A short pause lets requests that arrive together share the first batch.
+        time.sleep(self.batch_wait_s)
+        with self.condition:
+            first = self.pending.popleft()
+            key, group, rows = first.params.batch_key, [first], first.rows
+            for sample in list(self.pending):
+                if rows + sample.rows <= self.max_batch_rows and sample.params.batch_key == key:
+                    self.pending.remove(sample)
+                    group.append(sample)
+                    rows += sample.rows
+            return group
+
+    def _loop(self):
+        while True:
+            group = self._next_group()
+            group = [sample for sample in group if sample.future.set_running_or_notify_cancel()]
+            if group:
+                self._run(group)
+
+    def _run(self, group: list):
+        try:
+            results = self.run_group(self.loaded, group)
+        except Exception:
+            if len(group) > 1:
+                # Find the culprit: one bad sample must not blank the others.
+                for sample in group:
+                    self._run([sample])
+                return
+            logger.exception("generation failed for one sample")
+            group[0].future.set_exception(GenerationFailed())
+            return
+        rows = sum(sample.rows for sample in group)
+        self.count(batches=1, samples=len(group), rows=rows)
+        self.observe_batch(rows)
+        self.add_prompt_tokens(sum(len(sample.input_ids) for sample in group))
+        self.add_tokens(sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
+        for sample, hypotheses in zip(group, results):
+            self.first_token(sample)  # a static batch shows nothing before it ends
+            sample.future.set_result(hypotheses)
+
+    def count(self, **amounts):
+        for name, amount in amounts.items():
+            self.stats[name] = self.stats.get(name, 0) + amount
+
+    def observe_batch(self, rows: int):
+        if self.metrics is not None:
+            self.metrics.observe_batch(rows)
+
+    def add_tokens(self, count: int):
+        self.count(generated_tokens=count)
+        if self.metrics is not None:
+            self.metrics.add_tokens(count)
+
+    def add_prompt_tokens(self, computed: int, cached: int = 0):
+        self.count(prefix_cached_tokens=cached)
+        if self.metrics is not None:
+            self.metrics.add_prompt_tokens(computed, cached)
+
+    def first_token(self, sample):
+        if self.metrics is not None:
+            self.metrics.observe_ttft(time.monotonic() - sample.submitted_at)

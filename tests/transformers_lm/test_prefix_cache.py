@@ -1,0 +1,75 @@
+"""The prefix cache alone, on tensors shaped like a model's cache: which entry a prompt reuses, and what stays."""
+import torch
+
+from services.transformers_lm.engine.kv_batch import Prefill
+from services.transformers_lm.engine.prefix_cache import PrefixCache
+
+LAYERS, HEADS, DIM = 2, 2, 4
+TOKEN_BYTES = 2 * LAYERS * HEADS * DIM * 4  # keys and values, float32
+
+
+def finished(tokens: list) -> Prefill:
+    """A prompt whose cache is in: column i of every layer holds tokens[i], so a test can read what was reused."""
+    prefill = Prefill(tokens)
+    column = torch.tensor(tokens, dtype=torch.float32)[None, None, :, None].expand(1, HEADS, len(tokens), DIM)
+    prefill.keys = [column + layer for layer in range(LAYERS)]
+    prefill.values = [-column - layer for layer in range(LAYERS)]
+    prefill.done = len(tokens)
+    return prefill
+
+
+def reused(prefill: Prefill) -> list:
+    assert all(layer.shape[2] == prefill.done for layer in prefill.keys + prefill.values)
+    return prefill.keys[0][0, 0, :, 0].long().tolist()
+
+
+def test_a_prompt_reuses_the_longest_shared_prefix_of_any_stored_prompt():
+    cache = PrefixCache(1 << 20)
+    cache.store(finished([1, 2, 3, 4, 5]))
+    cache.store(finished([1, 2, 9, 9]))
+    prefill = cache.prefill([1, 2, 3, 4, 7, 8])
+    assert prefill.done == 4 and reused(prefill) == [1, 2, 3, 4]
+    assert prefill.remaining == 2 and prefill.values[1][0, 0, :, 0].tolist() == [-2, -3, -4, -5]
+    assert cache.prefill([5, 1, 2]).done == 0
+
+
+def test_the_last_prompt_token_is_always_computed():
+    cache = PrefixCache(1 << 20)
+    cache.store(finished([1, 2, 3, 4]))
+    assert cache.prefill([1, 2, 3, 4]).done == 3  # its logits pick the first new token
+    assert cache.prefill([1, 2]).done == 1
+    assert cache.prefill([1]).done == 0
+
+
+def test_reusing_never_changes_the_stored_entry():
+    cache = PrefixCache(1 << 20)
+    cache.store(finished([1, 2, 3, 4]))
+    prefill = cache.prefill([1, 2, 3, 8])
+    prefill.extend(0, torch.zeros(1, HEADS, 1, DIM), torch.zeros(1, HEADS, 1, DIM))
+    assert reused(cache.prefill([1, 2, 3, 4, 5])) == [1, 2, 3, 4]
+
+
+def test_a_prompt_that_extends_a_stored_one_replaces_it_and_a_covered_one_adds_nothing():
+    cache = PrefixCache(1 << 20)
+    cache.store(finished([1, 2, 3]))
+    cache.store(finished([1, 2, 3, 4, 5]))  # the next turn of the same dialog
+    assert list(cache.entries) == [(1, 2, 3, 4, 5)]
+    cache.store(finished([1, 2]))
+    assert list(cache.entries) == [(1, 2, 3, 4, 5)] and cache.bytes == 5 * TOKEN_BYTES
+
+
+def test_the_least_recently_used_prompts_leave_when_the_budget_is_spent():
+    cache = PrefixCache(8 * TOKEN_BYTES)
+    cache.store(finished([1, 1, 1]))
+    cache.store(finished([2, 2, 2]))
+    cache.prefill([1, 1, 1, 5])  # a hit makes [1, 1, 1] the most recently used
+    cache.store(finished([3, 3, 3, 3]))
+    assert list(cache.entries) == [(1, 1, 1), (3, 3, 3, 3)] and cache.bytes == 7 * TOKEN_BYTES
+    cache.store(finished(list(range(9))))  # over the whole budget: not kept, nothing evicted for it
+    assert list(cache.entries) == [(1, 1, 1), (3, 3, 3, 3)]
+
+
+def test_a_zero_budget_keeps_nothing():
+    cache = PrefixCache(0)
+    cache.store(finished([1, 2, 3]))
+    assert not cache.entries and cache.prefill([1, 2, 3, 4]).done == 0
