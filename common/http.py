@@ -31,10 +31,6 @@ class HTTPError(Exception):
         self.headers = dict(headers or {})
 
     @classmethod
-    def retry(cls, status: int, message: str, field: str = None, retry_after: int = 1) -> "HTTPError":
-        return cls(status, message, field, {"Retry-After": str(retry_after)})
-
-    @classmethod
     def from_werkzeug(cls, error: HTTPException) -> "HTTPError":
         headers = {name: value for name, value in error.get_headers() if name.lower() not in BODY_HEADERS}
         field = "body" if error.code == 413 else None  # 413: larger than MAX_CONTENT_LENGTH
@@ -99,6 +95,6 @@ def is_under(path: str, prefix: str) -> bool:
 def json_body():
     """The body parsed as JSON whatever the content type: Dream's clients don't all set application/json."""
     try:
-        return json.loads(request.get_data() or b"null")
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+        return json.loads(request.get_data())
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack; b"" too
         raise HTTPError(400, "the body is not valid JSON", "body") from None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from transformers import GenerationConfig
 from typing_extensions import TypedDict
 
@@ -56,6 +56,11 @@ class Replacement(tuple):
     field = "replacement"
 
 
+CONFIG_DOC = ("Generation parameters (HF GenerationConfig names) merged key by key over the model's defaults. "
+              "`max_length`/`min_length` count reply tokens when `max_new_tokens`/`min_new_tokens` are not given. "
+              "With `num_beams` > 1 the merged config's `num_return_sequences` must be <= `num_beams`.")
+
+
 @lru_cache(maxsize=16)
 def config_type(limits: Limits = Limits()):
     """The generation parameters this service accepts, declared once: they validate configs (the model's
@@ -85,7 +90,8 @@ def config_type(limits: Limits = Limits()):
         "bad_words_ids": Annotated[list[token_ids], Field(max_length=MAX_LIST_ITEMS)],
         "stop_strings": listed(text(min_length=1, max_length=MAX_STOP_STRING_CHARS), max_length=MAX_LIST_ITEMS),
         "seed": _int(0, MAX_SEED),
-        "replacement": Annotated[list[Annotated[list[text()], Field(min_length=2, max_length=2)]],
+        # [pattern, substitute]; an empty pattern would insert the substitute between every two characters
+        "replacement": Annotated[list[Annotated[tuple[text(min_length=1), text()], Strict(False)]],
                                  Field(max_length=MAX_LIST_ITEMS)],
     }, total=False)
     config.__doc__ = CONFIG_DOC
@@ -93,9 +99,6 @@ def config_type(limits: Limits = Limits()):
     return config
 
 
-CONFIG_DOC = ("Generation parameters (HF GenerationConfig names) merged key by key over the model's defaults. "
-              "`max_length`/`min_length` count reply tokens when `max_new_tokens`/`min_new_tokens` are not given. "
-              "With `num_beams` > 1 the merged config's `num_return_sequences` must be <= `num_beams`.")
 PARAMETERS = frozenset(config_type().__annotations__)
 
 
@@ -104,9 +107,9 @@ def _adapter(limits: Limits) -> TypeAdapter:
     return TypeAdapter(config_type(limits))
 
 
-def config_error(error: ValidationError, field, names: dict = None) -> InvalidField:
-    """An InvalidField naming the parameter (`configs[0].temperature`; the parameter alone when `field` is
-    None); an unknown key is told apart from an HF argument this service does not implement."""
+def config_error(error: ValidationError, field=None, names: dict = None) -> InvalidField:
+    """An InvalidField naming the parameter (`configs[0].temperature`, under `field` if given); an unknown key is
+    told apart from an HF argument this service does not implement."""
     invalid = invalid_field(error, field, names, leaves=PARAMETERS)
     if error.errors()[0]["type"] == "extra_forbidden":
         name = error.errors()[0]["loc"][-1]

@@ -2,34 +2,37 @@
 translation of a pydantic ValidationError into an InvalidField naming the offending field."""
 from typing import Annotated, Any, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
+                      ValidationError, WithJsonSchema)
 
 from .errors import InvalidField
 
 # Strict: "2" is not 2 and true is not 1, as JSON Schema says; NaN (which Python's json reads) is no number.
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+MESSAGES = {"string_unicode": "must be valid Unicode text (it holds a lone surrogate)"}
 
 
 def _utf8(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # JSON escapes may carry lone surrogates ("\ud800"), which tokenizers reject
-        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+        raise ValueError(MESSAGES["string_unicode"]) from None
     return value
 
 
-Text = Annotated[str, AfterValidator(_utf8)]
+def text(**constraints):
+    """A string that UTF-8 can encode, with string constraints (min_length, max_length). pydantic refuses lone
+    surrogates itself only when it checks a length."""
+    return Annotated[str, StringConstraints(**constraints), AfterValidator(_utf8)]
+
+
+Text = text()
 
 
 def integer(**constraints):
     """JSON Schema's integer, with constraints (ge, le): 2.0 is one, as it is to JSON; true is none."""
     return Annotated[Annotated[int, Field(**constraints)], BeforeValidator(
         lambda value: int(value) if isinstance(value, float) and value.is_integer() else value)]
-
-
-def text(**constraints):
-    """Text with string constraints (min_length, max_length)."""
-    return Annotated[Text, Field(**constraints)]
 
 
 def listed(item, lone=str, **constraints):
@@ -72,7 +75,7 @@ def invalid_field(error: ValidationError, prefix: str = None, names: dict = None
         field += f"{'.' if field else ''}{names.get(part, part)}"
         if part in leaves:
             break
-    message = (messages or {}).get(problem["type"]) or problem["msg"]
+    message = {**MESSAGES, **(messages or {})}.get(problem["type"]) or problem["msg"]
     if message.startswith("Value error, "):  # our validators' own ValueErrors
         message = message[len("Value error, "):]
     return InvalidField(field or "body", message)

@@ -18,7 +18,8 @@ def map_body(context, body):
         items = body.get(name)
         if isinstance(items, list) and items:
             body[name] = (items * count)[:count]
-    for config in body.get("configs") or ():
+    configs = body.get("configs")
+    for config in configs if isinstance(configs, list) else ():
         if isinstance(config, dict):
             beams, sequences = config.get("num_beams"), config.get("num_return_sequences")
             if _is_int(beams) and beams > 1 and _is_int(sequences) and sequences > beams:

@@ -203,9 +203,10 @@ def test_waiting_requests_get_503_at_once_when_the_inference_thread_dies(loaded)
     assert time.monotonic() - started < 5
 
 
-def test_an_empty_bad_words_list_bans_nothing_even_in_beam_search(loaded):
-    """Found by schemathesis: generate() refused `bad_words_ids: []`, a 500 for a schema-valid request."""
+def test_bad_words_work_in_beam_search_and_an_empty_list_bans_nothing(loaded):
+    """Found by schemathesis: generate() refused `bad_words_ids` as tuples, and `[]`: 500s for valid requests."""
     service = LMService(Settings(), loaded, engine=BatchEngine(loaded, batch_wait_s=0))
     beams = {"num_beams": 2, "num_return_sequences": 1, "max_new_tokens": 3, "do_sample": False}
-    results, errors = service.respond([Task("", ["hi"], {**beams, "bad_words_ids": []}), Task("", ["hi"], beams)])
-    assert errors == [None, None] and results[0] == results[1]
+    results, errors = service.respond([Task("", ["hi"], {**beams, "bad_words_ids": []}), Task("", ["hi"], beams),
+                                       Task("", ["hi"], {**beams, "bad_words_ids": [[7], [101, 0]]})])
+    assert errors == [None, None, None] and results[0] == results[1]

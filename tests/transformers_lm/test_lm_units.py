@@ -115,6 +115,9 @@ def test_seeded_samples_never_share_a_batch_but_lengths_do():
     ({"dialog_contexts": "hi"}, "dialog_contexts"),
     ({"dialog_contexts": [[]]}, "dialog_contexts[0]"),
     ({"dialog_contexts": [["a", 3]]}, "dialog_contexts[0][1]"),
+    ({"dialog_contexts": [["a", "b\ud800"]]}, "dialog_contexts[0][1]"),  # a lone surrogate
+    ({"dialog_contexts": [["a"]], "prompts": ["\udfff"]}, "prompts[0]"),
+    ({"dialog_contexts": [["a"]], "configs": [{"stop_strings": ["x\ud800"]}]}, "configs[0].stop_strings"),
     ({"dialog_contexts": [["a"]], "prompts": ["x", "y"]}, "prompts"),
     ({"dialog_contexts": [["a"]], "prompts": [5]}, "prompts[0]"),
     ({"dialog_contexts": [["a"]], "configs": [[1]]}, "configs[0]"),

@@ -61,6 +61,7 @@ def test_messages_keep_roles_and_join_text_parts():
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
      "messages[0].content[0].type"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}, "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": "\ud800"}]}, "messages[0].content[0].text"),  # a lone surrogate
     ({"messages": [{"role": "user", "content": "a", "name": "bob"}]}, "messages[0].name"),
     ({**CHAT, "max_tokens": 0}, "max_tokens"),
     ({**CHAT, "temperature": 2.5}, "temperature"),

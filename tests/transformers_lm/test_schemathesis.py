@@ -31,6 +31,7 @@ def test_schemathesis_finds_no_failure(server, tmp_path):
         [str(SCHEMATHESIS), "run", f"{url}/openapi.json", "--checks", "all", "--max-examples", "100", "--seed", "11",
          "--no-color", "--suppress-health-check", "all", "--report", "junit", "--report-dir", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.transformers_lm.schemathesis_hooks", "PYTHONPATH": str(REPO_ROOT)})
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.transformers_lm.schemathesis_hooks",
+             "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-3000:]
     assert process.alive()

@@ -5,9 +5,9 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ..generation_params import Limits, PARAMETERS, config_type
+from ..generation_params import Limits, config_error, config_type
 from ..service import Task
-from ..validation import STRICT, Text, invalid_field
+from ..validation import STRICT, Text
 from .bodies import require_object
 
 PER_ITEM = "one item per context; missing, null or []: none for every context"
@@ -53,7 +53,7 @@ def _validated(model, body):
     try:
         return model.model_validate(require_object(body))
     except ValidationError as error:
-        raise invalid_field(error, leaves=PARAMETERS) from None
+        raise config_error(error) from None  # the only closed objects of a Dream body are its configs
 
 
 def parse_respond(body, limits: Limits = Limits()) -> list:

@@ -111,6 +111,7 @@ def openai_models(limits: Limits = Limits()) -> tuple:
 
 # Where an error stops: at the parameter, not inside it.
 LEAVES = frozenset(CONFIG_NAMES)
+MESSAGES = {"extra_forbidden": "is not a parameter of this endpoint"}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _validated(model, body):
     try:
         return model.model_validate(require_object(body))
     except ValidationError as error:
-        raise invalid_field(error, leaves=LEAVES) from None
+        raise invalid_field(error, leaves=LEAVES, messages=MESSAGES) from None
 
 
 def _config(request) -> dict:
