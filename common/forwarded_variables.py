@@ -7,9 +7,9 @@ attribute ``openai_organization`` -> key ``openai_organizations``.
 """
 import os
 from typing import Mapping, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 from common.json_files import load_json_file
+from common.llm_endpoints import url_key
 
 
 def forwarded_key(name: str) -> str:
@@ -30,13 +30,6 @@ def load_envvars_to_send(path) -> dict:
         except ValueError as error:  # checked here, or every request to any LLM would meet it
             raise ValueError(f"ENVVARS_TO_SEND file {path}: {url!r} is not a URL ({error})") from None
     return mapping
-
-
-def url_key(url: str) -> str:
-    """`url` as ENVVARS_TO_SEND matches it: scheme and host in any case, with or without a trailing slash, are
-    the same service; an exact-string match silently stopped forwarding API keys to `.../respond/`."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
 
 
 def envvars_for(envvars_to_send: Mapping, url: str) -> list:

@@ -34,7 +34,8 @@ def send_request_to_prompted_generative_service(
         raise ValueError(f"forwarded values may not replace request keys: {sorted(clashing)}")
     body = {"dialog_contexts": [dialog_context], "prompts": [prompt], "configs": [config], **sending_variables}
     try:
-        response = requests.post(url, json=body, timeout=timeout)
+        # A redirect would lead where no setting declared: it is an answer like any other non-200.
+        response = requests.post(url, json=body, timeout=timeout, allow_redirects=False)
     except requests.Timeout:
         raise GenerativeServiceError(f"{url} did not answer within {timeout}s") from None
     except requests.RequestException as exc:

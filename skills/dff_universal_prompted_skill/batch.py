@@ -3,6 +3,7 @@ import logging
 import time
 from concurrent.futures import Executor, TimeoutError as FutureTimeout
 
+from common.llm_endpoints import UndeclaredEndpoint
 from common.prompted_generative import GenerativeServiceError, send_request_to_prompted_generative_service
 
 from .lm_request import LMRequest, build_lm_request
@@ -25,6 +26,9 @@ def respond_to_batch(dialog_batch: list, settings: Settings, executor: Executor)
 def _submit(index, dialog, settings, executor):
     try:
         lm_request = build_lm_request(dialog, settings)
+    except UndeclaredEndpoint as exc:  # no connection is made
+        logger.warning("dialog %d: empty reply: %s", index, exc)
+        return None
     except ValueError as exc:
         logger.warning("dialog %d: malformed, empty reply: %s", index, exc)
         return None

@@ -1,11 +1,20 @@
 """The skill's environment, read and checked once at start-up, gunicorn's included."""
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 from common.forwarded_variables import load_envvars_to_send
+from common.llm_endpoints import Endpoints, url_key
 from common.generative_config_files import load_generative_config
 from common.settings import load, non_negative, one_of, positive, setting
+
+
+def _urls(text: str) -> tuple:
+    urls = tuple(url.strip() for url in text.split(",") if url.strip())
+    for url in urls:
+        url_key(url)  # a ValueError here names the variable
+    return urls
 
 
 @dataclass(frozen=True)
@@ -22,12 +31,20 @@ class Settings:
     # A relative path is taken from the working directory, the repo root (/src in the image).
     envvars_to_send: dict = setting("ENVVARS_TO_SEND_FILE", load_envvars_to_send, "common/envvars_to_send.json",
                                     "the variables forwarded to each LLM URL")
+    allowed_lm_service_urls: tuple = setting("ALLOWED_LM_SERVICE_URLS", _urls, (),
+                                             "comma-separated LLM URLs callers may name beside the default and "
+                                             "the ENVVARS_TO_SEND file's")
     sentry_dsn: str = setting("SENTRY_DSN", doc="enables Sentry", secret=True)
     # gunicorn's, read by gunicorn.conf.py; compose's -b wins over the bind they make.
     host: str = setting("SERVICE_HOST", default="0.0.0.0", doc="address gunicorn listens on")
     port: int = setting("SERVICE_PORT", non_negative(int), 8147, "port gunicorn listens on")
     log_level: str = setting("LOG_LEVEL", one_of("debug", "info", "warning", "error", "critical"), "info",
                              "gunicorn's and the app's log level")
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        """The LLMs a caller's `lm_service_url` may name: the distribution's, and no other."""
+        return Endpoints([self.default_lm_service_url, *self.envvars_to_send, *self.allowed_lm_service_urls])
 
     @classmethod
     def from_env(cls, environ: Mapping = os.environ) -> "Settings":

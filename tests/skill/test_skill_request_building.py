@@ -3,6 +3,7 @@ import pytest
 
 from common.forwarded_variables import compose_sending_variables, load_envvars_to_send
 from common.generative_config_files import load_generative_config
+from common.llm_endpoints import UndeclaredEndpoint
 from skills.dff_universal_prompted_skill.lm_request import build_lm_request, merge_config
 from skills.dff_universal_prompted_skill.settings import Settings
 from tests.helpers.dream_dialogs import make_dialog
@@ -126,10 +127,44 @@ def test_an_unparsable_llm_url_is_a_value_error_naming_the_field_not_the_url():
         build_lm_request(make_dialog(("hi", attributes)), settings(), environ={})
 
 
-def test_another_path_or_port_is_another_llm():
-    for url in ("http://keyed-llm:2/generate", "http://keyed-llm:3/respond", "http://keyed-llm:2/respond?x=1"):
-        request = build_lm_request(make_dialog(("hi", {"lm_service_url": url, "some_api_key": "k"})), settings(), environ={})
-        assert request.sending_variables == {}
+@pytest.mark.parametrize("url", ["http://keyed-llm:2/generate", "http://keyed-llm:3/respond",
+                                 "http://keyed-llm:2/respond?x=1", "https://keyed-llm:2/respond",
+                                 "http://user:pw@keyed-llm:2/respond", "http://169.254.169.254/latest/meta-data"])
+def test_another_path_port_query_scheme_or_host_is_an_undeclared_llm(url):
+    with pytest.raises(UndeclaredEndpoint, match="^an undeclared LLM URL was refused: [^?@]*$"):
+        build_lm_request(make_dialog(("hi", {"lm_service_url": url, "some_api_key": "k"})), settings(), environ={})
+
+
+@pytest.mark.parametrize("url", ["http://default-llm:1/respond", "http://default-llm:1/respond/",
+                                 "http://EXTRA:80/respond", "http://extra/respond"])
+def test_the_default_and_the_allowed_urls_are_declared(url):
+    request = build_lm_request(make_dialog(("hi", {"lm_service_url": url})),
+                               settings(allowed_lm_service_urls=("http://extra/respond",)), environ={})
+    assert request.url == url and request.sending_variables == {}
+
+
+def test_allowed_urls_are_read_comma_separated_and_checked(tmp_path):
+    envvars = tmp_path / "envvars.json"
+    envvars.write_text("{}")
+    base = {"ENVVARS_TO_SEND_FILE": str(envvars)}
+    allowed = Settings.from_env({**base, "ALLOWED_LM_SERVICE_URLS": " http://a:1/respond, ,http://b/respond "})
+    assert allowed.allowed_lm_service_urls == ("http://a:1/respond", "http://b/respond")
+    with pytest.raises(ValueError, match="^ALLOWED_LM_SERVICE_URLS: "):
+        Settings.from_env({**base, "ALLOWED_LM_SERVICE_URLS": "http://a:port/respond"})
+
+
+@pytest.mark.parametrize("kwargs", [{"seed": 1, "user": "u", "p": 0.5, "flag": True, "none": None},
+                                    {f"k{index}": index for index in range(16)}, {"text": "x" * 1000}])
+def test_flat_short_kwargs_are_forwarded(kwargs):
+    request = build_lm_request(make_dialog(("hi", {"lm_service_kwargs": kwargs})), settings(), environ={})
+    assert request.sending_variables == {f"{name}s": [value] for name, value in kwargs.items()}
+
+
+@pytest.mark.parametrize("kwargs", [{"seed": [1]}, {"seed": {"a": 1}}, {"text": "x" * 1001}, {"seed": float("inf")},
+                                    {f"k{index}": index for index in range(17)}, {"a b": 1}, {"": 1}, {"1a": 1}])
+def test_nested_long_or_many_kwargs_are_refused(kwargs):
+    with pytest.raises(ValueError, match="^lm_service_kwargs"):
+        build_lm_request(make_dialog(("hi", {"lm_service_kwargs": kwargs})), settings(), environ={})
 
 
 @pytest.mark.parametrize(

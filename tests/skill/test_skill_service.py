@@ -1,5 +1,6 @@
 """The skill under real gunicorn: against the real LLM, failing LLMs, and a recording receiver."""
 import json
+import socket
 import time
 
 import pytest
@@ -81,8 +82,8 @@ def test_answers_an_agent_request_with_the_real_llm(lm_server, start_skill):
 
 
 def test_unavailable_llms_give_empty_replies_within_the_timeout(start_skill):
-    skill = start_skill(DEFAULT_LM_SERVICE_URL=closed_port_url())
     with silent_server() as silent_url:
+        skill = start_skill(DEFAULT_LM_SERVICE_URL=closed_port_url(), ALLOWED_LM_SERVICE_URLS=silent_url)
         to_silent = {"lm_service_url": silent_url}
         dialogs = [
             make_dialog(("Hi!", {})),  # the default URL: a closed port
@@ -137,3 +138,30 @@ def test_health_and_bad_requests(start_skill):
     untyped = requests.post(f"{skill.url}/respond", data=b'{"dialog_batch": [{}]}', timeout=5)
     assert untyped.json() == [[[""], [0.0], [{}], [{}], [{}]]]
     assert skill.respond() == []
+
+
+def test_only_the_declared_llms_are_ever_called(start_skill):
+    """An end user's lm_service_url outside the distribution's LLMs gets no connection, only an empty reply."""
+    with RecordingServer() as default, RecordingServer() as listed, RecordingServer() as allowed, \
+            socket.socket() as undeclared:
+        undeclared.bind(("127.0.0.1", 0))
+        undeclared.listen(16)
+        port = undeclared.getsockname()[1]
+        skill = start_skill(envvars_to_send={listed.url: []}, DEFAULT_LM_SERVICE_URL=default.url,
+                            ALLOWED_LM_SERVICE_URLS=f"http://127.0.0.1:1/unused, {allowed.url}")
+        refused = [f"http://127.0.0.1:{port}/admin/delete-everything", f"http://127.0.0.1:{port}/respond",
+                   listed.url.replace("/respond", "/admin"), f"{listed.url}?x=1",
+                   listed.url.replace("127.0.0.1:", "user:s3cret-pass@127.0.0.1:") + "?token=t0ken-in-query"]
+        called = ["", listed.url.upper().replace("/RESPOND", "/respond/"), allowed.url]
+        replies = skill.respond(*(make_dialog(("Hi!", {"lm_service_url": url})) for url in refused + called))
+        undeclared.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            undeclared.accept()  # no connection is waiting: none was made
+        assert [len(server.bodies) for server in (default, listed, allowed)] == [1, 1, 1]
+    for reply in replies[:len(refused)]:
+        assert_empty(reply)
+    assert [reply[0] for reply in replies[len(refused):]] == [["Hello from the recorder."]] * len(called)
+    log = skill.process.log()
+    assert log.count("an undeclared LLM URL was refused") == len(refused)
+    assert f"refused: http://127.0.0.1:{port}/admin/delete-everything" in log
+    assert "s3cret-pass" not in log and "t0ken-in-query" not in log

@@ -132,8 +132,13 @@ BREAKAGES = {
     "shared container drift": (f"{RU}/docker-compose.override.yml", "LANGUAGE: EN", "LANGUAGE: RU",
                                rc.check_same_definition, ["transformers-lm-smollm2: build differs"]),
     "skill default LLM": (f"{RU}/docker-compose.override.yml", "URL: http://transformers-lm-ruxglm:8171",
-                          "URL: http://transformers-lm-gptj:8130", rc.check_skill_defaults,
+                          "URL: http://transformers-lm-gptj:8130", rc.check_skill_llm_urls,
                           ["dff-universal-ru-prompted-skill", "is no LLM of this dist"]),
+    "skill allowed URL": (f"{RU}/dev.yml", "    ports:\n      - 8162:8162",
+                          "    environment:\n      ALLOWED_LM_SERVICE_URLS: http://transformers-lm-ruxglm:8171/respond,"
+                          " http://mongo:27017/\n    ports:\n      - 8162:8162", rc.check_skill_llm_urls,
+                          ["dff-universal-ru-prompted-skill: ALLOWED_LM_SERVICE_URLS http://mongo:27017/ is no LLM"],
+                          "ALLOWED_LM_SERVICE_URLS"),
 }
 
 

@@ -319,12 +319,15 @@ def test_generate_goals_fuzz(lm, lm_stays_up, session, case):
 
 # -- the prompted skill ------------------------------------------------------------------------------------
 
+kwarg = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | text
+
+
 def human_attributes(lm_url):
     config = st.fixed_dictionaries({"max_new_tokens": st.integers(1, 8)},
                                    optional={"num_return_sequences": st.integers(1, 2), "timeout": st.floats(5, 30)})
     return st.fixed_dictionaries({}, optional={
         "prompt": text, "lm_service_url": st.sampled_from(["", lm_url]), "lm_service_config": config,
-        "openai_api_key": text, "lm_service_kwargs": st.dictionaries(st.sampled_from(["seed", "user_id"]), anything),
+        "openai_api_key": text, "lm_service_kwargs": st.dictionaries(st.sampled_from(["seed", "user_id"]), kwarg),
     })
 
 
@@ -341,6 +344,9 @@ def valid_dialog(draw, lm_url) -> dict:
 
 BAD_TIMEOUTS = st.sampled_from(["soon", True, None]) | st.floats(max_value=0) | st.floats(min_value=3600.5)
 CLASHING_KWARGS = st.sampled_from([{"prompt": "x"}, {"config": {}}, {"dialog_context": ["x"]}])
+# Nested, too long, too many, or an unusable name: lm_service_kwargs stay flat and small.
+NESTED_KWARGS = st.sampled_from([{"seed": [1]}, {"user_id": {"a": 1}}, {"user_id": "x" * 1001},
+                                 {f"k{index}": 1 for index in range(17)}, {"a b": 1}, {"seed": float("nan")}])
 
 
 @st.composite
@@ -364,14 +370,14 @@ def broken_dialog(draw, lm_url):
         last_human["attributes"] = draw(not_object_or_null)
     elif kind == "prompt":
         attributes["prompt"] = draw(not_str)
-    elif kind == "url":
-        attributes["lm_service_url"] = draw(not_str.filter(bool))  # a falsy one means the default URL
+    elif kind == "url":  # a falsy one means the default URL; an undeclared one is never called
+        attributes["lm_service_url"] = draw(not_str.filter(bool) | st.just(lm_url + "/other") | st.just(lm_url + "?q"))
     elif kind == "config":
         attributes["lm_service_config"] = draw(not_object_or_null)
     elif kind == "timeout":
         attributes["lm_service_config"] = {"max_new_tokens": 4, "timeout": draw(BAD_TIMEOUTS)}
     elif kind == "kwargs":
-        attributes["lm_service_kwargs"] = draw(not_object.filter(bool) | CLASHING_KWARGS)
+        attributes["lm_service_kwargs"] = draw(not_object.filter(bool) | CLASHING_KWARGS | NESTED_KWARGS)
     elif kind == "text":
         utterances[-1] = {**utterances[-1], "text": draw(not_str)}
     else:

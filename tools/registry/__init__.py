@@ -4,7 +4,7 @@ is (`lines`), which ports are written where (`ports`) and which checks exist (`c
 
 from .checks import (CHECKS, check_cards, check_components_tsv, check_dist_overlays, check_envvars_to_send,
                      check_generative_configs, check_models_md, check_pipelines, check_ports, check_same_definition,
-                     check_service_configs, check_skill_defaults, check_wait_hosts, run_all)
+                     check_service_configs, check_skill_llm_urls, check_wait_hosts, run_all)
 from .lines import Problem
 from .naming import LLMNames
 from .repo import Repo
@@ -12,5 +12,5 @@ from .repo import Repo
 __all__ = [
     "CHECKS", "LLMNames", "Problem", "Repo", "check_cards", "check_components_tsv", "check_dist_overlays",
     "check_envvars_to_send", "check_generative_configs", "check_models_md", "check_pipelines", "check_ports",
-    "check_same_definition", "check_service_configs", "check_skill_defaults", "check_wait_hosts", "run_all",
+    "check_same_definition", "check_service_configs", "check_skill_llm_urls", "check_wait_hosts", "run_all",
 ]

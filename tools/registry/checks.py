@@ -277,29 +277,37 @@ def check_pipelines(root) -> list[Problem]:
     return problems
 
 
-def check_skill_defaults(root) -> list[Problem]:
-    """A skill's default LLM runs in the same dist and is in envvars_to_send.json."""
+# The settings of a skill that name the LLMs its callers may reach (the skill refuses every other URL).
+SKILL_LLM_SETTINGS = ("DEFAULT_LM_SERVICE_URL", "ALLOWED_LM_SERVICE_URLS")
+
+
+def check_skill_llm_urls(root) -> list[Problem]:
+    """Every LLM URL a skill may call, in any compose file of its dist (build args or environment), is an LLM
+    of that dist; its default URL is in envvars_to_send.json too."""
     repo, problems = Repo(root), []
     for dist in repo.dists:
         comps = repo.components(dist)
-        for name, spec in comps.items():
-            url = build_args(spec).get("DEFAULT_LM_SERVICE_URL")
-            if url is None:
-                continue
-            path = repo.dist_file(dist, DIST_FILES[0])
-            host, _ = host_port(url)
-            at = (*build_args_at(name), "DEFAULT_LM_SERVICE_URL")
-            if host not in comps or not repo.is_llm(comps[host]):
-                problems.append(repo.problem(path, f"{name}: DEFAULT_LM_SERVICE_URL {url} is no LLM of this dist", *at))
-            if url not in repo.envvars:
-                problems.append(repo.problem(path, f"{name}: DEFAULT_LM_SERVICE_URL {url} is not in {ENVVARS}", *at))
+        for file in DIST_FILES:
+            path = repo.dist_file(dist, file)
+            for name, spec in repo.services(path).items():
+                for where, values in (("build", build_args(spec)), ("environment", environment(spec))):
+                    at = (*build_args_at(name),) if where == "build" else ("services", name, "environment")
+                    for setting in SKILL_LLM_SETTINGS:
+                        for url in filter(None, (url.strip() for url in values.get(setting, "").split(","))):
+                            host, _ = host_port(url)
+                            if host not in comps or not repo.is_llm(comps[host]):
+                                problems.append(repo.problem(path, f"{name}: {setting} {url} is no LLM of this dist",
+                                                             *at, setting))
+                            if setting == SKILL_LLM_SETTINGS[0] and url not in repo.envvars:
+                                problems.append(repo.problem(path, f"{name}: {setting} {url} is not in {ENVVARS}",
+                                                             *at, setting))
     return problems
 
 
 CHECKS = (
     check_components_tsv, check_ports, check_wait_hosts, check_dist_overlays, check_same_definition,
     check_service_configs, check_cards, check_models_md, check_envvars_to_send, check_generative_configs,
-    check_pipelines, check_skill_defaults,
+    check_pipelines, check_skill_llm_urls,
 )
 
 
