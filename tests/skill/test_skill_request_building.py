@@ -7,8 +7,8 @@ from common.llm_endpoints import UndeclaredEndpoint
 from skills.dff_universal_prompted_skill.lm_request import build_lm_request, merge_config
 from skills.dff_universal_prompted_skill.settings import Settings
 from tests.helpers.dream_dialogs import make_dialog
+from tests.helpers.skill_settings import DEFAULT_CONFIG, skill_settings
 
-DEFAULT_CONFIG = {"max_new_tokens": 120, "temperature": 0.9}
 
 
 def test_no_caller_config_sends_the_default_config():
@@ -77,15 +77,7 @@ def test_envvars_to_send_file_is_checked(tmp_path):
 
 
 def settings(**changes):
-    values = dict(
-        service_name="skill",
-        generative_timeout=120.0,
-        n_utterances_context=7,
-        default_lm_service_url="http://default-llm:1/respond",
-        default_lm_service_config=DEFAULT_CONFIG,
-        envvars_to_send={"http://keyed-llm:2/respond": ["SOME_API_KEY"]},
-    )
-    return Settings(**{**values, **changes})
+    return skill_settings(**{"envvars_to_send": {"http://keyed-llm:2/respond": ["SOME_API_KEY"]}, **changes})
 
 
 def test_request_uses_the_defaults_when_the_caller_gives_nothing():

@@ -12,10 +12,10 @@ import requests
 import yaml
 
 from tests.helpers.processes import free_port, gunicorn, wait_http
+from tests.helpers.repo_copy import copy_repo
 from tools import add_model, registry as rc
 
 ROOT = Path(__file__).resolve().parents[2]
-IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.gguf")
 EN, RU = "universal_prompted_assistant", "universal_ru_prompted_assistant"
 COMPOSE = shutil.which("docker-compose")
 COMBOS = [["docker-compose.override.yml"], ["docker-compose.override.yml", "dev.yml"],
@@ -42,7 +42,7 @@ def changed(before: dict, after: dict) -> list[str]:
 @pytest.fixture
 def copy(tmp_path):
     root = tmp_path / "repo"
-    shutil.copytree(ROOT, root, ignore=IGNORE)
+    copy_repo(root)
     return root
 
 

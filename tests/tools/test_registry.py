@@ -1,17 +1,16 @@
 """The registries agree with the compose files, and each check names the problem when they do not."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.repo_copy import copy_repo
 from tools import registry as rc
 
 ROOT = Path(__file__).resolve().parents[2]
 EN = "assistant_dists/universal_prompted_assistant"
 RU = "assistant_dists/universal_ru_prompted_assistant"
-IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.gguf")
 GPTJ_CARD = next(p for p, card in rc.Repo(ROOT).cards.items() if card["name"] == "transformers_lm_gptj")
 
 
@@ -32,7 +31,7 @@ def test_every_container_is_registered():
 def broken_repo(tmp_path):
     """A copy of the repository's wiring files, to be broken by one edit."""
     copy = tmp_path / "repo"
-    shutil.copytree(ROOT, copy, ignore=IGNORE)
+    copy_repo(copy)
 
     def edit(rel, old, new):
         path = copy / rel
@@ -155,7 +154,7 @@ def test_check_names_the_problem_and_its_line(broken_repo, name):
 
 
 def test_second_card_is_reported_at_its_service_line(tmp_path):
-    shutil.copytree(ROOT, tmp_path / "repo", ignore=IGNORE)
+    copy_repo(tmp_path / "repo")
     text = (ROOT / GPTJ_CARD).read_text()
     (tmp_path / "repo/components/zzzzzzzzzzzzzzzzzzzz.yml").write_text(text)
     line = text[:text.index("\nservice:")].count("\n") + 2
@@ -165,7 +164,7 @@ def test_second_card_is_reported_at_its_service_line(tmp_path):
 
 
 def test_stray_service_config_is_reported(tmp_path):
-    shutil.copytree(ROOT, tmp_path / "repo", ignore=IGNORE)
+    copy_repo(tmp_path / "repo")
     stray = tmp_path / "repo/services/transformers_lm/service_configs/transformers-lm-gone"
     stray.mkdir()
     report = [str(p) for p in rc.check_service_configs(tmp_path / "repo")]
@@ -174,7 +173,7 @@ def test_stray_service_config_is_reported(tmp_path):
 
 
 def test_missing_card_is_reported(tmp_path):
-    shutil.copytree(ROOT, tmp_path / "repo", ignore=IGNORE)
+    copy_repo(tmp_path / "repo")
     (tmp_path / "repo" / GPTJ_CARD).unlink()
     report = [str(p) for p in rc.check_cards(tmp_path / "repo")]
     assert any("transformers-lm-gptj: 0 cards" in line for line in report), report
