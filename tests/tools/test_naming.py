@@ -22,7 +22,7 @@ def test_names_of_a_container_round_trip():
     assert LLMNames.of(LLMNames("gptj").container).gen_config == "transformers_lm_gptj.json"
 
 
-@pytest.mark.parametrize("short", ["", "Bad-Name", "qwen-05b", "qwen_05b", "0qwen", "QWEN", "a" * 41, None])
+@pytest.mark.parametrize("short", ["", "Bad-Name", "qwen-05b", "qwen_05b", "0qwen", "QWEN", "a" * 41, None, "gptj\n"])
 def test_invalid_short_names_are_refused(short):
     assert not LLMNames(short).valid
 

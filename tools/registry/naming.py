@@ -9,7 +9,7 @@ from dataclasses import dataclass
 SERVICE_DIR = "services/transformers_lm"  # the one service every LLM container is built from
 DOCKERFILE = f"{SERVICE_DIR}/Dockerfile"
 GEN_CONFIGS = "common/generative_configs"
-SHORT = re.compile(r"^[a-z][a-z0-9]{0,39}$")
+SHORT = re.compile(r"[a-z][a-z0-9]{0,39}")
 _CONTAINER_PREFIX = "transformers-lm-"
 _SERVICE_PREFIX = "transformers_lm_"
 
@@ -40,7 +40,7 @@ class LLMNames:
 
     @property
     def valid(self) -> bool:
-        return bool(SHORT.match(self.short or ""))
+        return bool(SHORT.fullmatch(self.short or ""))  # fullmatch: "$" would let a final newline through
 
     @property
     def container(self) -> str:
