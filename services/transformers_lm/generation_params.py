@@ -166,10 +166,8 @@ def parse(config: dict, field, limits: Limits = Limits(), names: dict = None) ->
     for name in ("eos_token_id", "stop_strings"):
         if name in values:
             values[name] = tuple(values[name])
-    if values.get("bad_words_ids"):
-        values["bad_words_ids"] = tuple(tuple(words) for words in values["bad_words_ids"])
-    else:  # [] bans nothing; generate() refuses it
-        values.pop("bad_words_ids", None)
+    if not values.get("bad_words_ids", True):  # [] bans nothing, and generate() refuses it
+        del values["bad_words_ids"]
 
     if values.get("temperature", 1.0) < GREEDY_BELOW_TEMPERATURE:
         values["do_sample"] = False

@@ -2,9 +2,8 @@
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from functools import lru_cache
-
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from .engine import ragged_attention
 from .engine.continuous import ContinuousEngine

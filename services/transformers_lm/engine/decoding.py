@@ -46,7 +46,7 @@ class RowDecoder:
         if kwargs.get("no_repeat_ngram_size"):
             history.append(NoRepeatNGramLogitsProcessor(kwargs["no_repeat_ngram_size"]))
         if kwargs.get("bad_words_ids"):
-            history.append(NoBadWordsLogitsProcessor([list(words) for words in kwargs["bad_words_ids"]],
+            history.append(NoBadWordsLogitsProcessor(kwargs["bad_words_ids"],
                                                      self.eos or None))
         self.history = history
         warper_values = {name: kwargs[name] for name in WARPER_KEYS if name in kwargs} if self.do_sample else {}

@@ -73,8 +73,6 @@ def generate_group(loaded, samples: list) -> list:
 
     kwargs = dict(params.generate_kwargs)
     kwargs.pop("eos_token_id", None)
-    if "bad_words_ids" in kwargs:  # generate() takes lists only
-        kwargs["bad_words_ids"] = [list(words) for words in kwargs["bad_words_ids"]]
     # A clean config: our generative config is the single source of defaults, not the checkpoint's.
     config = GenerationConfig(max_new_tokens=max(limits), eos_token_id=eos or None, pad_token_id=pad_id,
                               bos_token_id=model.generation_config.bos_token_id,
