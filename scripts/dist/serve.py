@@ -63,7 +63,7 @@ def commands(dist: str, python: str, agent_python: str, agent_port: int = 4242, 
 
 def command(env: dict, argv: list) -> str:
     assignments = [f"{name}={shlex.quote(str(value))}" for name, value in env.items()]
-    return " ".join(["env", *assignments, *map(shlex.quote, argv)] if assignments else map(shlex.quote, argv))
+    return " ".join(["env", *assignments, *map(shlex.quote, argv)])
 
 
 def main(argv=None):

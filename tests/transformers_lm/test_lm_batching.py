@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.engine.errors import EngineStopped, GenerationTimeout
 from services.transformers_lm.engine.generation import generate_group
-from services.transformers_lm.service import LMService
-from services.transformers_lm.service import Task
+from services.transformers_lm.engine.static import BatchEngine
+from services.transformers_lm.server import create_app
+from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
 from tests.helpers.tiny_model import tiny_loaded
 
@@ -141,6 +141,25 @@ def test_a_failing_sample_does_not_blank_the_others(loaded):
     assert results[1] == [""]
     assert results[0] == solo_results(loaded, GREEDY, [["fine"]], prompt="")[0]
     assert results[2] == solo_results(loaded, GREEDY, [["also fine"]], prompt="")[0]
+
+
+
+def test_over_http_a_failed_sample_is_empty_and_named_in_x_sample_errors(loaded):
+    def fail_on_poison(loaded_model, samples):
+        if any(loaded_model.tokenizer.decode(sample.input_ids).endswith("poison\nAI:") for sample in samples):
+            raise RuntimeError("boom")
+        return generate_group(loaded_model, samples)
+
+    settings = Settings(prompt_format="dream")
+    app = create_app(settings, LMService(settings, loaded, engine=BatchEngine(loaded, batch_wait_s=0,
+                                                                             run_group=fail_on_poison)))
+    client = app.test_client()
+    configs = [GREEDY, GREEDY]
+    response = client.post("/respond", json={"dialog_contexts": [["fine"], ["poison"]], "configs": configs})
+    assert response.status_code == 200 and response.json[1] == [""] and response.json[0] != [""]
+    assert response.headers["X-Sample-Errors"] == '{"1": "generation failed"}'
+    every = client.post("/respond", json={"dialog_contexts": [["poison"]], "configs": [GREEDY]})
+    assert (every.status_code, every.json) == (500, {"error": "generation failed", "field": "dialog_contexts[0]"})
 
 
 def test_a_withdrawn_sample_leaves_the_queue_and_is_never_generated(loaded):

@@ -8,7 +8,6 @@ from common.http import json_body
 
 from .disconnects import client_gone
 from .dream_protocol import parse_goals, parse_respond
-from .errors import classify
 
 
 def answer(results: list, errors: list):
@@ -19,8 +18,7 @@ def answer(results: list, errors: list):
         raise failed[0]
     response = jsonify(results)
     if failed:
-        response.headers["X-Sample-Errors"] = json.dumps({index: classify(error).message
-                                                          for index, error in failed.items()})
+        response.headers["X-Sample-Errors"] = json.dumps({index: error.message for index, error in failed.items()})
     return response
 
 
