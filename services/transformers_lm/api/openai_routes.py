@@ -29,14 +29,15 @@ def openai_blueprint(holder, settings) -> Blueprint:
 
     @blueprint.post("/chat/completions")
     def chat_completions():
-        return complete(parse_chat(json_body(), holder.ready().limits))
+        return complete(parse_chat)
 
     @blueprint.post("/completions")
     def completions():
-        return complete(parse_completion(json_body(), holder.ready().limits))
+        return complete(parse_completion)
 
-    def complete(openai_request):
+    def complete(parse):
         service = holder.ready()
+        openai_request = parse(json_body(), service.limits)
         samples = service.openai_samples(openai_request)
         whole, chunk = SHAPES[openai_request.kind]
         reply_id, created = new_id(openai_request.kind), int(time.time())
