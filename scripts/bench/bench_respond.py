@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from tests.processes import free_port, gunicorn, start, wait_http
+from tests.helpers.processes import free_port, gunicorn, start, wait_http
 
 NEW_TOKENS = 64
 GREEDY = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False, "num_return_sequences": 1}
@@ -66,7 +66,7 @@ def closed_loop(clients: int, rounds: int, call) -> dict:
     wall = time.perf_counter() - start_time
     if errors:
         print(f"  {len(errors)} errors, first: {errors[0]}", file=sys.stderr)
-    return {"tokens_per_s": NEW_TOKENS * len(samples) / wall, "p50": percentile(samples, 0.5) if samples else None,
+    return {"wall_s": wall, "tokens_per_s": NEW_TOKENS * len(samples) / wall, "p50": percentile(samples, 0.5) if samples else None,
             "p95": percentile(samples, 0.95) if samples else None, "errors": len(errors)}
 
 

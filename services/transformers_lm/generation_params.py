@@ -34,12 +34,13 @@ MAX_SEED = 2**63 - 1  # torch seeds are 64-bit, and sequence i of a request is s
 
 @dataclass(frozen=True)
 class Limits:
-    """What this service accepts beyond the fixed bounds: its settings, and the loaded model's window and
-    vocabulary (None: no limit)."""
+    """What this service accepts beyond the fixed bounds: its settings, and the loaded model's window,
+    vocabulary and embedding size (None: no limit)."""
     max_new_tokens: int = None
     max_return_sequences: int = None
     max_contexts: int = None
     vocab_size: int = None
+    embedding_size: int = None  # the only `dimensions` /v1/embeddings accepts
 
 
 def _int(low: int, high: int = None):

@@ -12,6 +12,7 @@ from .api.errors import classify
 from .api.metrics import Metrics, instrument
 from .api.openai_routes import openai_blueprint
 from .api.ops_routes import ops_blueprint
+from .api.playground_routes import playground_blueprint
 from .engine.watchdog import start_watchdog
 from .service import LMService, ServiceHolder
 from .settings import Settings
@@ -39,4 +40,5 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     app.register_blueprint(dream_blueprint(holder))
     app.register_blueprint(openai_blueprint(holder, settings))
     app.register_blueprint(ops_blueprint(holder, metrics, settings))
+    app.register_blueprint(playground_blueprint(settings))
     return app

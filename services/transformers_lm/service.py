@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from .engine import ragged_attention
 from .engine.continuous import ContinuousEngine
+from .engine.embeddings import EmbeddingJob
 from .engine.errors import EngineStopped, GenerationFailed, GenerationTimeout
 from .engine.samples import Sample
 from .engine.static import BatchEngine
@@ -54,13 +55,14 @@ def build_engine(settings, loaded) -> BatchEngine:
 
 def service_limits(settings, loaded=None) -> Limits:
     """What requests may ask for: the settings' limits, and once a model is loaded its window (a reply needs at
-    least one prompt token beside it) and vocabulary."""
+    least one prompt token beside it), vocabulary and hidden size (the size of its embeddings)."""
     limits = Limits(max_new_tokens=settings.max_new_tokens, max_return_sequences=settings.max_return_sequences,
                     max_contexts=settings.max_contexts)
     if loaded is None:
         return limits
     return replace(limits, max_new_tokens=min(limits.max_new_tokens, loaded.window - 1),
-                   vocab_size=len(loaded.tokenizer))
+                   vocab_size=len(loaded.tokenizer),
+                   embedding_size=loaded.model.config.get_text_config().hidden_size)
 
 
 class LMService:
@@ -104,15 +106,37 @@ class LMService:
             labels = False
         matcher = stop_matcher(tuple(self.settings.stop_strings) + params.stop_strings, labels)
         for input_ids, field in inputs:
-            if not input_ids:
-                raise InvalidField(field, "the prompt is empty")
-            if len(input_ids) > self.settings.max_input_tokens:
-                raise InvalidField(field, f"{len(input_ids)} prompt tokens; at most {self.settings.max_input_tokens} "
-                                          "(MAX_INPUT_TOKENS)")
+            self._check_input(input_ids, field, "prompt")
             if len(input_ids) + params.max_new_tokens > self.loaded.window:
                 raise InvalidField(field, f"{len(input_ids)} prompt tokens plus max_tokens {params.max_new_tokens} "
                                           f"exceed the model's context length ({self.loaded.window} tokens)")
         return [Sample(input_ids=input_ids, params=params, matcher=matcher) for input_ids, _ in inputs]
+
+    def embeddings(self, inputs: list, field: str, gone=None) -> tuple:
+        """(embedding per input, tokens of them all): each input, a text or its token ids, goes through the
+        engine's queue as an EmbeddingJob and errors name it `{field}[i]`; one failure fails the request."""
+        fields = [f"{field}[{index}]" for index in range(len(inputs))]
+        jobs = [EmbeddingJob(self._embedding_ids(item, name)) for item, name in zip(inputs, fields)]
+        vectors, errors = self.collect(jobs, fields, gone)
+        failed = next((error for error in errors if error), None)
+        if failed:
+            raise failed
+        return vectors, sum(len(job.input_ids) for job in jobs)
+
+    def _embedding_ids(self, item, field: str) -> list:
+        input_ids = self.loaded.tokenizer(item)["input_ids"] if isinstance(item, str) else item
+        self._check_input(input_ids, field, "text")
+        if len(input_ids) > self.loaded.window:
+            raise InvalidField(field, f"{len(input_ids)} tokens exceed the model's context length "
+                                      f"({self.loaded.window} tokens)")
+        return input_ids
+
+    def _check_input(self, input_ids: list, field: str, what: str):
+        if not input_ids:
+            raise InvalidField(field, f"the {what} is empty")
+        if len(input_ids) > self.settings.max_input_tokens:
+            raise InvalidField(field, f"{len(input_ids)} {what} tokens; at most {self.settings.max_input_tokens} "
+                                      "(MAX_INPUT_TOKENS)")
 
     def capped(self, defaults: dict) -> dict:
         return capped_defaults(defaults, self.limits.max_new_tokens, self.limits.max_return_sequences)
@@ -121,15 +145,25 @@ class LMService:
         return parse(config, field, self.limits, names)
 
     def sample(self, task, defaults: dict, config_field: str) -> Sample:
+        params, input_ids = self._fitted(task, defaults, config_field)
+        matcher = stop_matcher(tuple(self.settings.stop_strings) + params.stop_strings)
+        return Sample(input_ids=input_ids, params=params, matcher=matcher)
+
+    def prompt_texts(self, tasks: list) -> list:
+        """(text, token count) of the model input /respond builds for each task: its fitted ids decoded as they
+        are, special tokens included, so what is shown is what the model reads."""
+        fitted = [self._fitted(task, self.defaults, f"configs[{index}]")[1] for index, task in enumerate(tasks)]
+        return [(self.loaded.tokenizer.decode(ids, clean_up_tokenization_spaces=False), len(ids)) for ids in fitted]
+
+    def _fitted(self, task, defaults: dict, config_field: str) -> tuple:
+        """(GenerationParams, input ids) of a task: its config merged over `defaults`, replacements applied."""
         params = self._params(merge(defaults, task.config), config_field)
         # The dialog is fitted (oldest turns dropped) into the window and MAX_INPUT_TOKENS, whichever is less;
         # the limits keep max_new_tokens below the window.
         budget = min(self.loaded.window - params.max_new_tokens, self.settings.max_input_tokens)
         prompt = apply_replacement(task.prompt, params.replacement)
         turns = [apply_replacement(turn, params.replacement) for turn in task.turns]
-        input_ids = self.builder.fit(prompt, turns, budget, task.field)
-        matcher = stop_matcher(tuple(self.settings.stop_strings) + params.stop_strings)
-        return Sample(input_ids=input_ids, params=params, matcher=matcher)
+        return params, self.builder.fit(prompt, turns, budget, task.field)
 
     def _replies(self, samples: list, fields: list, gone=None) -> tuple:
         """Dream's replies: hypotheses post-processed, "" for a failed sample."""

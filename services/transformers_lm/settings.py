@@ -37,7 +37,12 @@ def default_threads() -> int:
 class Settings:
     model_name_or_path: str = setting("PRETRAINED_MODEL_NAME_OR_PATH", str.strip, "",
                                       "hub id, local folder or .gguf file", shown="embedded SmolLM2")
-    half_precision: bool = setting("HALF_PRECISION", parse_flag, False, "bfloat16/float16 on a GPU")
+    adapter_name_or_path: str = setting("ADAPTER_NAME_OR_PATH", str.strip, "", "PEFT adapter: hub id or local folder")
+    merge_adapter: bool = setting("MERGE_ADAPTER", parse_flag, True, "merge the adapter into the weights")
+    half_precision: bool = setting("HALF_PRECISION", parse_flag, False, "bfloat16/float16 on a GPU (DTYPE=auto)")
+    dtype: str = setting("DTYPE", one_of("auto", "float32", "bfloat16", "float16"), "auto",
+                         "auto: bfloat16 on CPUs that compute it natively, float32 on others")
+    quantize: str = setting("QUANTIZE", one_of("none", "int8"), "none", "int8: int8 weights but the output head")
     language: str = setting("LANGUAGE", lambda text: text.strip().upper(), "EN", "speaker names of the dream format")
     stop_strings: tuple = setting("ADDITIONAL_EOS_TOKENS", lambda text: tuple(parse_list(text)), (),
                                   "comma-separated stop strings", aliases=("EOS_TOKENS",))

@@ -4,6 +4,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from services.transformers_lm.model.loading import LoadedModel, model_window
+from services.transformers_lm.model.precision import Precision, quantize
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -32,10 +33,11 @@ def tiny_model(vocab_size: int, window: int = 512, seed: int = 0) -> LlamaForCau
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_loaded(chat_template: bool = True, window: int = 512) -> LoadedModel:
+def tiny_loaded(chat_template: bool = True, window: int = 512, dtype: torch.dtype = torch.float32,
+                quantization: str = "none") -> LoadedModel:
     tokenizer = tiny_tokenizer(chat_template)
-    model = tiny_model(len(tokenizer), window)
+    model = quantize(tiny_model(len(tokenizer), window).to(dtype), quantization)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(name="tiny-random-llama", model=model, tokenizer=tokenizer, device=torch.device("cpu"),
-                       window=model_window(model, tokenizer))
+                       window=model_window(model, tokenizer), precision=Precision(dtype, quantization))

@@ -4,7 +4,8 @@ written in the document's descriptions: `prompts` and `configs` hold one item pe
 with `num_beams` > 1 a config's `num_return_sequences` is at most `num_beams`."""
 import schemathesis
 
-PARALLEL = {"/respond": ("dialog_contexts", ("prompts", "configs")), "/generate_goals": ("prompts", ("configs",))}
+RESPOND = ("dialog_contexts", ("prompts", "configs"))
+PARALLEL = {"/respond": RESPOND, "/respond/prompts": RESPOND, "/generate_goals": ("prompts", ("configs",))}
 
 
 @schemathesis.hook

@@ -47,6 +47,7 @@ class ModelSpec:
     display_name: str | None = None
     author: str = "publisher@deeppavlov.ai"
     open_source: str = "yes"
+    adapter: str | None = None  # PEFT adapter on the model (ADAPTER_NAME_OR_PATH); None: none
 
     @property
     def names(self) -> LLMNames:
@@ -117,8 +118,8 @@ def validate(repo: Repo, spec: ModelSpec) -> None:
             raise Refused(f"--forward {var!r} is not an env var name (UPPER_CASE)")
     if spec.proxy_host is not None and not re.match(r"^[\w.-]+$", spec.proxy_host):
         raise Refused(f"--proxy-host {spec.proxy_host!r} is not a host name")
-    if "\n" in spec.model or "\n" in spec.license or "\n" in spec.size:
-        raise Refused("model, licence and size must be one line")
+    if any("\n" in text for text in (spec.model, spec.license, spec.size, spec.adapter or "")):
+        raise Refused("model, licence, size and adapter must be one line")
     if spec.generation_config is not None:
         try:
             config = json.loads(spec.generation_config)
@@ -191,7 +192,7 @@ def plan_add(root, spec: ModelSpec) -> Changes:
     else:
         config = json.loads(spec.generation_config)
         changes[names.gen_config_path] = json.dumps(config, indent=2) + "\n"
-    changes[f"{names.service_config_dir}/environment.yml"] = templates.build_args(spec)
+    changes[f"{names.service_config_dir}/environment.yml"] = templates.build_args(spec) + templates.run_env(spec)
     changes[f"{names.service_config_dir}/service.yml"] = templates.service_yml(spec)
     changes[_card_path(repo)] = templates.card(spec, datetime.now().strftime("%Y-%m-%dT%H:%M:%S"))
     return changes

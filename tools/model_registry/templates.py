@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from tools.registry.naming import DOCKERFILE, SERVICE_DIR
+from tools.registry.naming import ADAPTER, DOCKERFILE, SERVICE_DIR
 
 LLM_DOCKERFILE = f"./{DOCKERFILE}"  # compose files spell build paths from the context
 GUNICORN = f"gunicorn -c {SERVICE_DIR}/gunicorn.conf.py -b 0.0.0.0:{{port}}"
@@ -47,6 +47,11 @@ def build_args(spec) -> str:
                    for key, value in spec.build_args().items())
 
 
+def run_env(spec) -> str:
+    """The compose `environment` lines besides CUDA_VISIBLE_DEVICES (also in environment.yml): the adapter."""
+    return f"{ADAPTER}: {scalar(spec.adapter)}\n" if spec.adapter else ""
+
+
 def _indent(text: str, n: int) -> str:
     return "".join(" " * n + line if line.strip() else line for line in text.splitlines(True))
 
@@ -58,7 +63,8 @@ def override_entry(spec) -> str:
             "  build:\n    args:\n" + _indent(build_args(spec), 6) +
             f"    context: .\n    dockerfile: {LLM_DOCKERFILE}\n"
             f"  command: {GUNICORN.format(port=spec.port)}\n"
-            f"  environment:\n    CUDA_VISIBLE_DEVICES: {json.dumps(spec.cuda_visible_devices)}\n"
+            f"  environment:\n    CUDA_VISIBLE_DEVICES: {json.dumps(spec.cuda_visible_devices)}\n" +
+            _indent(run_env(spec), 4) +
             "  deploy:\n    resources:\n"
             f"      limits:\n        memory: {spec.memory}\n"
             f"      reservations:\n        memory: {spec.memory}\n")
@@ -104,6 +110,10 @@ def card(spec, date_created: str) -> str:
     description = " ".join(spec.description.split())
     if url:
         description += f" Details: [model page]({url})."
+    if spec.adapter:
+        adapter_name, adapter_url = model_link(spec.adapter)
+        name += f" + {adapter_name}"
+        description += f" PEFT adapter: {spec.adapter}" + (f" ([adapter page]({adapter_url}))." if adapter_url else ".")
     return (f"name: {spec.names.service_name}\n"
             f"display_name: {scalar(spec.display_name or name)}\n"
             "component_type: Generative\nmodel_type: NN-based\nis_customizable: false\n"
@@ -125,6 +135,9 @@ def models_md_row(spec) -> str:
     cell = f"[{name}]({url})" if url else f"`{name}`"
     if not spec.model:
         cell += " (embedded)"
+    if spec.adapter:
+        adapter_name, adapter_url = model_link(spec.adapter)
+        cell += f" + adapter [{adapter_name}]({adapter_url})" if adapter_url else f" + adapter `{adapter_name}`"
     cells = [cell, spec.names.container, spec.open_source, spec.size, spec.gpu_memory or "none (CPU)",
              str(spec.max_tokens), spec.license, " ".join(spec.description.split())]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"

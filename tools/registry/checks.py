@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 from .lines import Problem
-from .naming import GEN_CONFIGS, LLMNames
+from .naming import ADAPTER, GEN_CONFIGS, LLMNames
 from .ports import port_uses
-from .repo import (DIST_FILES, ENVVARS, MODELS_MD, ROOT_COMPOSE, TSV, WAIT_HOSTS_AT, Repo, build_args, build_args_at,
-                   environment, host_port, norm_values)
+from .repo import (DIST_FILES, ENVVARS, MODELS_MD, ROOT_COMPOSE, TSV, WAIT_HOSTS_AT, Repo, adapter_env, build_args,
+                   build_args_at, environment, host_port, norm_values)
 
 CARD_KEYS = (
     "name", "display_name", "component_type", "model_type", "is_customizable", "author", "description",
@@ -28,6 +28,11 @@ def _diff(a, b) -> list[str]:
         key = next((k for k in [*a, *b] if a.get(k) != b.get(k)), None)
         return [] if key is None else [str(key), *_diff(a.get(key), b.get(key))]
     return []
+
+
+def _adapter_at(spec: dict) -> tuple:
+    """Key path of a container's adapter line from the container: in its environment, else the container itself."""
+    return ("environment", ADAPTER) if adapter_env(spec) else ()
 
 
 def check_components_tsv(root) -> list[Problem]:
@@ -119,7 +124,7 @@ def check_dist_overlays(root) -> list[Problem]:
 
 
 def check_same_definition(root) -> list[Problem]:
-    """A container used by several dists is one component: same build args and command everywhere."""
+    """A container used by several dists is one component: same build args, command and adapter everywhere."""
     repo, problems = Repo(root), []
     for name, specs in repo.all_components.items():
         (dist0, spec0), *rest = specs
@@ -129,11 +134,16 @@ def check_same_definition(root) -> list[Problem]:
                     problems.append(repo.problem(repo.dist_file(dist, DIST_FILES[0]),
                                                  f"{name}: {key} differs from assistant_dists/{dist0}",
                                                  "services", name, key, *_diff(spec.get(key), spec0.get(key))))
+            if adapter_env(spec) != adapter_env(spec0):
+                problems.append(repo.problem(repo.dist_file(dist, DIST_FILES[0]),
+                                             f"{name}: {ADAPTER} differs from assistant_dists/{dist0}",
+                                             "services", name, *_adapter_at(spec)))
     return problems
 
 
 def check_service_configs(root) -> list[Problem]:
-    """service_configs/<container>/{environment,service}.yml mirror the compose definition."""
+    """service_configs/<container>/{environment,service}.yml mirror the compose definition (environment.yml: the
+    build args and any adapter)."""
     repo, problems = Repo(root), []
     proxies = {}
     for dist in repo.dists:
@@ -141,16 +151,17 @@ def check_service_configs(root) -> list[Problem]:
     for name, specs in repo.all_components.items():
         spec = specs[0][1]
         base = repo.service_config_dir(name)
-        args = build_args(spec)
+        args, adapter = build_args(spec), adapter_env(spec)
         env_path, svc_path = f"{base}/environment.yml", f"{base}/service.yml"
         if not (repo.root / env_path).exists() or not (repo.root / svc_path).exists():
             problems.append(Problem(base, f"{name}: environment.yml or service.yml missing"))
             continue
-        env = norm_values(repo.read_yaml(env_path))
-        if env != args:
-            diff = sorted(k for k in env.keys() | args.keys() if env.get(k) != args.get(k))
-            problems.append(repo.problem(env_path, f"{name}: differs from its build args in {', '.join(diff)}",
-                                         *_diff(env, args)))
+        env, wanted = norm_values(repo.read_yaml(env_path)), {**args, **adapter}
+        if env != wanted:
+            diff = sorted(k for k in env.keys() | wanted.keys() if env.get(k) != wanted.get(k))
+            what = f"build args and {ADAPTER}" if adapter or ADAPTER in env else "build args"
+            problems.append(repo.problem(env_path, f"{name}: differs from its {what} in {', '.join(diff)}",
+                                         *_diff(env, wanted)))
         svc = repo.read_yaml(svc_path)
         compose = svc.get("compose") or {}
         compose_args = build_args(compose)
@@ -160,6 +171,9 @@ def check_service_configs(root) -> list[Problem]:
             at = ("build", "args", *_diff(compose_args, args)) if compose_args != args else ("command",)
             problems.append(repo.problem(svc_path, f"{name}: compose build args or command differ from the dist's",
                                          "compose", *at))
+        if adapter_env(compose) != adapter:
+            problems.append(repo.problem(svc_path, f"{name}: compose {ADAPTER} differs from the dist's",
+                                         "compose", *_adapter_at(compose)))
         if svc.get("proxy") != proxies.get(name):
             problems.append(repo.problem(svc_path, f"{name}: proxy differs from proxy.yml",
                                          "proxy", *_diff(svc.get("proxy"), proxies.get(name))))
@@ -170,7 +184,7 @@ def check_service_configs(root) -> list[Problem]:
 
 
 def check_cards(root) -> list[Problem]:
-    """One card per container, exact keys, pointing at its service config."""
+    """One card per container, exact keys, pointing at its service config; its description names any adapter."""
     repo, problems, by_service = Repo(root), [], {}
     for path, card in repo.cards.items():
         if set(card) != set(CARD_KEYS):
@@ -185,6 +199,9 @@ def check_cards(root) -> list[Problem]:
         if card.get("endpoint") and not url.endswith(f"/{card['endpoint']}"):
             problems.append(repo.problem(path, f"connector url {url} does not end with endpoint {card['endpoint']}",
                                          "connector", "url"))
+        adapter = adapter_env(repo.all_components[host][0][1]).get(ADAPTER) if host in repo.all_components else None
+        if adapter and adapter not in " ".join(str(card.get("description", "")).split()):
+            problems.append(repo.problem(path, f"description does not name {host}'s adapter {adapter}", "description"))
     for name in repo.all_components:
         service = repo.service_config_dir(name)
         cards = by_service.get(service, [])

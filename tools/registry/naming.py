@@ -9,6 +9,9 @@ from dataclasses import dataclass
 SERVICE_DIR = "services/transformers_lm"  # the one service every LLM container is built from
 DOCKERFILE = f"{SERVICE_DIR}/Dockerfile"
 GEN_CONFIGS = "common/generative_configs"
+# An LLM container's PEFT adapter: set in its compose `environment` (the image has no build arg for it), and in
+# its environment.yml next to the build args.
+ADAPTER = "ADAPTER_NAME_OR_PATH"
 SHORT = re.compile(r"[a-z][a-z0-9]{0,39}")
 _CONTAINER_PREFIX = "transformers-lm-"
 _SERVICE_PREFIX = "transformers_lm_"

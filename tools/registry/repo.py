@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .lines import Problem, locate
-from .naming import DOCKERFILE, respond_url, service_config_dir
+from .naming import ADAPTER, DOCKERFILE, respond_url, service_config_dir
 
 ROOT_COMPOSE = "docker-compose.yml"
 TSV = "components.tsv"
@@ -35,6 +35,12 @@ def environment(spec: dict) -> dict:
 
 def build_args(spec: dict) -> dict:
     return norm_values((spec.get("build") or {}).get("args"))
+
+
+def adapter_env(spec: dict) -> dict:
+    """`{ADAPTER_NAME_OR_PATH: value}` where the container's environment sets it, else {}."""
+    env = environment(spec)
+    return {ADAPTER: env[ADAPTER]} if ADAPTER in env else {}
 
 
 def build_args_at(name: str) -> tuple[str, ...]:

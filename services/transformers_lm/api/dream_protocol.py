@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ..generation_params import Limits, config_error, config_type
 from ..service import Task
-from ..validation import STRICT, Text
+from ..validation import STRICT, Text, invalid_field, text
 from .bodies import require_object
 
 PER_ITEM = "one item per context; missing, null or []: none for every context"
@@ -49,6 +49,29 @@ def dream_models(limits: Limits = Limits()) -> tuple:
     return RespondRequest, GoalsRequest
 
 
+@lru_cache(maxsize=16)
+def embeddings_model(limits: Limits = Limits()):
+    """EmbeddingsRequest (POST /embeddings) within these limits."""
+    class EmbeddingsRequest(BaseModel):
+        """Other keys are accepted and ignored, as in Dream's other bodies."""
+        model_config = ConfigDict(**STRICT, extra="allow")
+        texts: Annotated[list[text(min_length=1)], Field(min_length=1, max_length=limits.max_contexts)]
+
+    return EmbeddingsRequest
+
+
+class PromptText(BaseModel):
+    """What the model reads for one context of a /respond body (POST /respond/prompts)."""
+    text: str = Field(description="the model input: the prompt and the turns that fit the window, after the "
+                                  "config's replacements, in the chat template or Dream's Human:/AI: format")
+    tokens: int = Field(description="its length in tokens")
+
+
+def prompt_texts(pairs) -> list:
+    """The /respond/prompts answer: one PromptText per (text, tokens) pair."""
+    return [PromptText(text=text, tokens=tokens).model_dump() for text, tokens in pairs]
+
+
 def _validated(model, body):
     try:
         return model.model_validate(require_object(body))
@@ -63,6 +86,14 @@ def parse_respond(body, limits: Limits = Limits()) -> list:
     prompts, configs = request.prompts or [None] * count, request.configs or [None] * count
     return [Task(prompt or "", context, config, f"dialog_contexts[{index}]")
             for index, (context, prompt, config) in enumerate(zip(request.dialog_contexts, prompts, configs))]
+
+
+def parse_embeddings(body, limits: Limits = Limits()) -> list:
+    """POST /embeddings -> its texts."""
+    try:
+        return embeddings_model(limits).model_validate(require_object(body)).texts
+    except ValidationError as error:
+        raise invalid_field(error) from None
 
 
 def parse_goals(body, limits: Limits = Limits()) -> tuple:

@@ -1,4 +1,5 @@
-"""Dream's endpoints: /respond, /generate_goals and /ping."""
+"""Dream's endpoints: /respond, /generate_goals, /embeddings and /ping, and /respond/prompts to see what /respond
+feeds the model."""
 import json
 from functools import partial
 
@@ -7,7 +8,7 @@ from flask import Blueprint, jsonify, request
 from common.http import json_body
 
 from .disconnects import client_gone
-from .dream_protocol import parse_goals, parse_respond
+from .dream_protocol import parse_embeddings, parse_goals, parse_respond, prompt_texts
 
 
 def answer(results: list, errors: list):
@@ -31,11 +32,23 @@ def dream_blueprint(holder) -> Blueprint:
         tasks = parse_respond(json_body(), service.limits)
         return answer(*service.respond(tasks, gone=partial(client_gone, request.environ)))
 
+    @blueprint.post("/respond/prompts")
+    def respond_prompts():
+        """The model input of each context of a /respond body, generating nothing."""
+        service = holder.ready()
+        return jsonify(prompt_texts(service.prompt_texts(parse_respond(json_body(), service.limits))))
+
     @blueprint.post("/generate_goals")
     def generate_goals():
         service = holder.ready()
         prompts, configs = parse_goals(json_body(), service.limits)
         return answer(*service.generate_goals(prompts, configs, gone=partial(client_gone, request.environ)))
+
+    @blueprint.post("/embeddings")
+    def embeddings():
+        service = holder.ready()
+        texts = parse_embeddings(json_body(), service.limits)
+        return jsonify(service.embeddings(texts, "texts", partial(client_gone, request.environ))[0])
 
     @blueprint.route("/ping", methods=["GET", "POST"])
     def ping():

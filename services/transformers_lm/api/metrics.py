@@ -33,6 +33,8 @@ class Metrics:
         self.prompt_tokens = Counter(f"{PREFIX}_prompt_tokens", "prompt tokens admitted, by whether the model "
                                      "computes them or the prefix cache holds them", ["source"],
                                      registry=self.registry)
+        self.embedding_tokens = Counter(f"{PREFIX}_embedding_tokens", "tokens of the texts embedded",
+                                        registry=self.registry)
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "time from request to first generated token",
                               buckets=TTFT_BUCKETS, registry=self.registry)
 
@@ -51,6 +53,9 @@ class Metrics:
     def add_prompt_tokens(self, computed: int, cached: int):
         self.prompt_tokens.labels("computed").inc(computed)
         self.prompt_tokens.labels("cached").inc(cached)
+
+    def add_embedding_tokens(self, count: int):
+        self.embedding_tokens.inc(count)
 
     def observe_ttft(self, seconds: float):
         self.ttft.observe(seconds)

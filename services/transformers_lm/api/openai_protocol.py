@@ -5,6 +5,7 @@ models that build every answer and stream event, are the /v1 schemas of /openapi
 OpenAI parameters this service does not implement are refused with a 400 naming them unless they hold
 their do-nothing value: a client must never silently get other behaviour than it asked for.
 """
+import base64
 import hmac
 import json
 import uuid
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+import numpy
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator
 
 from common.http import HTTPError
 
@@ -109,6 +111,52 @@ def openai_models(limits: Limits = Limits()) -> tuple:
     return ChatCompletionRequest, CompletionRequest
 
 
+def _explained(message: str) -> WrapValidator:
+    """pydantic's reasons replaced by one message that says what is accepted (a union's name each member)."""
+    def validate(value, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(message) from None
+    return WrapValidator(validate)
+
+
+@lru_cache(maxsize=16)
+def embedding_model(limits: Limits = Limits()):
+    """EmbeddingRequest within these limits."""
+    token = integer(ge=0, le=None if limits.vocab_size is None else limits.vocab_size - 1)
+    token_ids = Annotated[list[token], Field(min_length=1)]
+    piece = text(min_length=1)
+    size = limits.embedding_size
+    many = f"at most {limits.max_contexts}" if limits.max_contexts else "any number"
+    below = f" below {limits.vocab_size}" if limits.vocab_size else ""
+    dimensions_type = Optional[integer(ge=size or 1, le=size)]
+    if size:
+        dimensions_type = Annotated[dimensions_type, _explained(
+            f"must be {size}, the model's hidden size: its embeddings cannot be shortened")]
+
+    def several(item):
+        return Annotated[list[item], Field(min_length=1, max_length=limits.max_contexts)]
+
+    class EmbeddingRequest(Strict):
+        input: Annotated[Union[piece, several(piece), token_ids, several(token_ids)], _explained(
+            f"must be a non-empty string, a list of {many} of them, a non-empty list of token ids{below}, "
+            f"or a list of {many} such lists")] = Field(description="a text, a list of texts, or the same as token ids")
+        model: Optional[str] = Field(None, description="echoed back; this service serves one model")
+        encoding_format: Optional[Literal["float", "base64"]] = Field(
+            None, description="float (the default), or base64 of the little-endian float32 values")
+        dimensions: dimensions_type = Field(None, description="only the model's hidden size")
+        user: Optional[str] = Field(None, description="an end-user id: accepted, never changes the output")
+
+        @property
+        def inputs(self) -> list:
+            """One text or token id list per embedding."""
+            lone = isinstance(self.input, str) or isinstance(self.input[0], int)
+            return [self.input] if lone else self.input
+
+    return EmbeddingRequest
+
+
 # Where an error stops: at the parameter, not inside it.
 LEAVES = frozenset(CONFIG_NAMES)
 MESSAGES = {"extra_forbidden": "is not a parameter of this endpoint"}
@@ -163,6 +211,11 @@ def parse_completion(body, limits: Limits = Limits()) -> OpenAIRequest:
     """POST /v1/completions body -> OpenAIRequest; InvalidField names the offending field."""
     request = _validated(openai_models(limits)[1], body)
     return OpenAIRequest("completion", _config(request), prompts=request.prompt, **_common(request))
+
+
+def parse_embeddings(body, limits: Limits = Limits()):
+    """POST /v1/embeddings body -> EmbeddingRequest; InvalidField names the offending field."""
+    return _validated(embedding_model(limits), body)
 
 
 def check_api_key(authorization: str, api_key: str):
@@ -247,11 +300,30 @@ class Model(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
+    adapter: Optional[str] = Field(None, description="the PEFT adapter on the model (ADAPTER_NAME_OR_PATH), if any")
 
 
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[Model]
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: Union[list[float], str] = Field(description="unit length; a string with encoding_format base64")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 def new_id(kind: str) -> str:
@@ -292,9 +364,18 @@ def text_completion(id: str, created: int, model: str, choices, usage: dict = No
 completion_chunk = text_completion
 
 
-def model_list(model_name: str, created: int, owned_by: str = "transformers_lm") -> dict:
-    return ModelList(object="list", data=[Model(id=model_name, object="model", created=created,
-                                                owned_by=owned_by)]).model_dump()
+def model_list(model_name: str, created: int, adapter: Optional[str] = None, owned_by: str = "transformers_lm") -> dict:
+    return ModelList(object="list", data=[Model(id=model_name, object="model", created=created, owned_by=owned_by,
+                                                adapter=adapter)]).model_dump()
+
+
+def embedding_list(vectors: list, model: str, tokens: int, encoding_format: str = None) -> dict:
+    """OpenAI's answer of /v1/embeddings; base64 as OpenAI encodes it (and its client decodes it)."""
+    if encoding_format == "base64":
+        vectors = [base64.b64encode(numpy.asarray(vector, dtype="<f4").tobytes()).decode() for vector in vectors]
+    return EmbeddingList(object="list", model=model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+                         data=[Embedding(object="embedding", index=index, embedding=vector)
+                               for index, vector in enumerate(vectors)]).model_dump()
 
 
 def sse(payload: dict) -> str:

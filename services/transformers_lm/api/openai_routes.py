@@ -8,8 +8,9 @@ from common.http import json_body, openai_body, to_http_error
 
 from .disconnects import client_gone
 from .errors import classify
-from .openai_protocol import (SSE_DONE, chat_chunk, chat_completion, check_api_key, completion_chunk, model_list,
-                              new_id, parse_chat, parse_completion, sse, text_completion, usage)
+from .openai_protocol import (SSE_DONE, chat_chunk, chat_completion, check_api_key, completion_chunk, embedding_list,
+                              model_list, new_id, parse_chat, parse_completion, parse_embeddings, sse, text_completion,
+                              usage)
 from .streaming import PieceStream
 
 SHAPES = {"chat": (chat_completion, chat_chunk), "completion": (text_completion, completion_chunk)}
@@ -25,7 +26,8 @@ def openai_blueprint(holder, settings) -> Blueprint:
 
     @blueprint.get("/models")
     def models():
-        return jsonify(model_list(holder.ready().loaded.name, started))
+        loaded = holder.ready().loaded
+        return jsonify(model_list(loaded.name, started, loaded.adapter))
 
     @blueprint.post("/chat/completions")
     def chat_completions():
@@ -34,6 +36,14 @@ def openai_blueprint(holder, settings) -> Blueprint:
     @blueprint.post("/completions")
     def completions():
         return complete(parse_completion)
+
+    @blueprint.post("/embeddings")
+    def embeddings():
+        service = holder.ready()
+        embedding_request = parse_embeddings(json_body(), service.limits)
+        vectors, tokens = service.embeddings(embedding_request.inputs, "input", partial(client_gone, request.environ))
+        return jsonify(embedding_list(vectors, embedding_request.model or service.loaded.name, tokens,
+                                      embedding_request.encoding_format))
 
     def complete(parse):
         service = holder.ready()

@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..generation_params import Limits
 from . import openai_protocol as openai
-from .dream_protocol import dream_models
+from .dream_protocol import PromptText, dream_models, embeddings_model
 
 REF = "#/components/schemas/{model}"
 STRING = {"type": "string"}
@@ -26,6 +26,8 @@ HAND_WRITTEN = {
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"enum": ["ok", "loading", "error"]}, "error": NULLABLE_STRING,
                               "model": STRING, "device": STRING, "window": {"type": "integer"},
+                              "dtype": {"enum": ["float32", "bfloat16", "float16"]},
+                              "quantize": {"enum": ["none", "int8"]}, "adapter": NULLABLE_STRING,
                               "batching": {"type": "object"}}},
 }
 DREAM_ERRORS = {400: "a bad field, named in `field`", 413: "the body is larger than MAX_BODY_BYTES",
@@ -38,6 +40,8 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
 SAMPLE_ERRORS = {"X-Sample-Errors": {"description": "JSON object: index of each failed sample -> its error; "
                                                     "those samples hold empty strings", "schema": STRING}}
 OPTIONAL_BEARER = [{}, {"bearer": []}]  # required only when API_KEY is set
+PROMPTS_ERRORS = (400, 413, 503)  # /respond/prompts generates nothing: no queue, failure or deadline
+EMBEDDING_FAILED = {500: "the forward pass failed (for one text: the request fails whole)"}
 
 
 def ref(name: str) -> dict:
@@ -67,6 +71,10 @@ def dream_operation(summary: str, request: dict, answer: dict) -> dict:
             "responses": {"200": json_body(answer, "the answers", SAMPLE_ERRORS), **errors("DreamError", DREAM_ERRORS)}}
 
 
+def text_get(summary: str, media_type: str) -> dict:
+    return {"get": {"summary": summary, "responses": {"200": text_body(media_type, "the file")}}}
+
+
 def events(chunk: dict) -> dict:
     """One server-sent event of a stream (in OpenAPI 3.1 the schema of text/event-stream is an event's): its data
     is a chunk, an error once the stream has started, or the closing `[DONE]`."""
@@ -87,16 +95,30 @@ def openai_operation(summary: str, request: dict, answer: dict, chunk: dict) -> 
 def openapi_document(title: str = "transformers_lm", limits: Limits = Limits(), version: str = "1.0.0") -> dict:
     respond, goals = dream_models(limits)
     chat, completion = openai.openai_models(limits)
-    answers = (openai.ChatCompletion, openai.ChatCompletionChunk, openai.Completion, openai.ModelList)
-    refs, definitions = models_json_schema([(model, "validation") for model in (respond, goals, chat, completion)]
+    texts, embedding = embeddings_model(limits), openai.embedding_model(limits)
+    answers = (PromptText, openai.ChatCompletion, openai.ChatCompletionChunk, openai.Completion, openai.ModelList,
+               openai.EmbeddingList)
+    refs, definitions = models_json_schema([(model, "validation")
+                                            for model in (respond, goals, chat, completion, texts, embedding)]
                                            + [(model, "serialization") for model in answers], ref_template=REF)
     schema = {model: refs[(model, mode)] for (model, mode) in refs}
     ping = {"summary": "Liveness check kept for Dream's tooling", "responses": {"200": text_body("text/plain", "pong")}}
     paths = {
         "/respond": {"post": dream_operation("Dream: hypotheses for each dialog context", schema[respond],
                                              {"type": "array", "items": {"type": "array", "items": STRING}})},
+        "/respond/prompts": {"post": {
+            "summary": "The model input /respond builds for each context of the same body; generates nothing",
+            "requestBody": request_body(schema[respond]),
+            "responses": {"200": json_body({"type": "array", "items": schema[PromptText]}, "one per context"),
+                          **errors("DreamError", {status: DREAM_ERRORS[status] for status in PROMPTS_ERRORS})}}},
         "/generate_goals": {"post": dream_operation("Dream: the goals each prompt gives the assistant", schema[goals],
                                                     {"type": "array", "items": STRING})},
+        "/embeddings": {"post": {
+            "summary": "Dream-style embeddings: one vector per text, as /v1/embeddings computes them",
+            "requestBody": request_body(schema[texts]),
+            "responses": {"200": json_body({"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                                           "one unit vector per text"),
+                          **errors("DreamError", {**DREAM_ERRORS, **EMBEDDING_FAILED})}}},
         "/ping": {"get": ping, "post": ping},
         "/health": {"get": {"summary": "Readiness: 503 until the model is loaded",
                             "responses": {"200": json_body(ref("Health"), "ready"),
@@ -107,11 +129,21 @@ def openapi_document(title: str = "transformers_lm", limits: Limits = Limits(), 
             "200": json_body({"type": "object"}, "OpenAPI 3.1 document")}}},
         "/docs": {"get": {"summary": "The endpoints as an HTML page", "responses": {
             "200": text_body("text/html", "HTML page")}}},
+        "/playground": text_get("A chat page to try the model: streaming chat, and Dream mode through /respond",
+                                "text/html"),
+        "/playground/playground.js": text_get("The playground's script", "text/javascript"),
+        "/playground/playground.css": text_get("The playground's style sheet", "text/css"),
         "/v1/chat/completions": {"post": openai_operation("OpenAI-compatible chat completion", schema[chat],
                                                           schema[openai.ChatCompletion],
                                                           schema[openai.ChatCompletionChunk])},
         "/v1/completions": {"post": openai_operation("OpenAI-compatible text completion", schema[completion],
                                                      schema[openai.Completion], schema[openai.Completion])},
+        "/v1/embeddings": {"post": {
+            "summary": "OpenAI-compatible embeddings: the last hidden state averaged over the text's tokens, "
+                       "L2-normalised",
+            "security": OPTIONAL_BEARER, "requestBody": request_body(schema[embedding]),
+            "responses": {"200": json_body(schema[openai.EmbeddingList], "one embedding per input"),
+                          **errors("OpenAIError", {**OPENAI_ERRORS, **EMBEDDING_FAILED})}}},
         "/v1/models": {"get": {"summary": "OpenAI-compatible model list: the served model", "security": OPTIONAL_BEARER,
                                "responses": {"200": json_body(schema[openai.ModelList], "the model"),
                                              **errors("OpenAIError", {status: OPENAI_ERRORS[status]

@@ -22,8 +22,10 @@ def ops_blueprint(holder, metrics, settings) -> Blueprint:
             return jsonify({"status": status, "error": holder.error}), 503
         if not service.engine.alive:
             return jsonify({"status": "error", "error": "the inference thread stopped"}), 503
-        return jsonify({"status": "ok", "model": service.loaded.name, "device": str(service.loaded.device),
-                        "window": service.loaded.window, "batching": service.engine.stats})
+        return jsonify({"status": "ok", "model": service.loaded.name, "adapter": service.loaded.adapter,
+                        "device": str(service.loaded.device),
+                        "window": service.loaded.window, **service.loaded.precision.describe(),
+                        "batching": service.engine.stats})
 
     @blueprint.get("/metrics")
     def prometheus_metrics():

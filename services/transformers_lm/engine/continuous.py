@@ -8,7 +8,8 @@ pass with the decode step rather than taking one of its own. A prompt that start
 only what differs (prefix_cache.py). Each sequence keeps its own length limit, stop strings, penalties,
 sampling parameters and seed.
 
-Beam search keeps its sequences in one search, so a beam sample runs as a static `generate()` call.
+Beam search keeps its sequences in one search, so a beam sample runs as a static `generate()` call; waiting
+embedding jobs run as padded forward passes of their own (embeddings.py) between two passes.
 """
 import logging
 from collections import deque
@@ -18,6 +19,7 @@ import torch
 
 from . import ragged_attention
 from .decoding import choose_tokens
+from .embeddings import EmbeddingJob
 from .errors import GenerationFailed
 from .generation import eos_ids, generate_group
 from .kv_batch import KVBatch
@@ -44,13 +46,17 @@ class ContinuousEngine(BatchEngine):
     @torch.inference_mode()
     def _loop(self):
         while True:
-            for sample in self._admit():
+            beams, jobs = self._admit()
+            for sample in beams:
                 self._run([sample])
+            if jobs:
+                self._embed(jobs)
             self._pass()
 
-    def _admit(self) -> list:
-        """Move waiting samples into prefill while rows are free; returns beam samples to run statically."""
-        beams = []
+    def _admit(self) -> tuple:
+        """Move waiting samples into prefill while rows are free; returns the beam samples to run statically
+        and the embedding jobs (which take no rows)."""
+        beams, jobs = [], []
         with self.condition:
             while not (self.pending or self.running or self.prefills):
                 self.condition.wait()
@@ -59,6 +65,9 @@ class ContinuousEngine(BatchEngine):
                 sample = self.pending.popleft()
                 if not sample.future.set_running_or_notify_cancel():
                     continue
+                if isinstance(sample, EmbeddingJob):
+                    jobs.append(sample)
+                    continue
                 if sample.params.beam_search:
                     beams.append(sample)
                     continue
@@ -66,7 +75,7 @@ class ContinuousEngine(BatchEngine):
                 self.add_prompt_tokens(prefill.remaining, prefill.done)
                 self.prefills.append((sample, prefill))
                 rows += sample.rows
-        return beams
+        return beams, jobs
 
     def _chunks(self) -> list:
         """This pass's prompt work, (sample, Prefill, tokens): the oldest admitted prompts up to PREFILL_CHUNK

@@ -141,4 +141,7 @@ def _agrees_with_sdpa(model) -> bool:
                 for prompt, token in zip(prompts, (11, 13))]
     got = torch.stack([first[0], second[0], steps[0], steps[1]])
     want = torch.stack([expected[0][0], expected[1][0], expected[0][1], expected[1][1]])
-    return bool(torch.allclose(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max())))
+    # Other shapes round differently: in bfloat16 (8 bits of mantissa) logits differ by up to ~4 % of their norm
+    # after 30 layers, a wrong mask or position by far more.
+    error = ((got - want).norm(dim=-1) / want.norm(dim=-1)).max()
+    return bool(error <= max(1e-3, 20 * torch.finfo(model.dtype).eps))

@@ -58,6 +58,10 @@ class Sample:
     submitted_at: float = 0.0  # time.monotonic() when queued, for time-to-first-token
 
     @property
+    def batch_key(self) -> str:
+        return self.params.batch_key
+
+    @property
     def rows(self) -> int:
         """Batch rows this sample takes: beam search returns its sequences from one row."""
         return 1 if self.params.beam_search else self.params.num_return_sequences

@@ -2,13 +2,15 @@
 
 `BatchEngine` is static batching (BATCHING=static): waiting samples whose parameters share a batch key
 run as one left-padded `generate()` call, so concurrent requests share the model's forward passes.
-It also holds the queue that `continuous.ContinuousEngine` inherits.
+It also holds the queue that `continuous.ContinuousEngine` inherits, and runs the embedding jobs of both.
 """
 import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import CancelledError
 
+from .embeddings import EmbeddingJob, embed
 from .errors import GenerationFailed, QueueFull
 from .generation import generate_group
 
@@ -31,7 +33,7 @@ class BatchEngine:
         self.thread.start()
 
     def submit(self, samples: list) -> list:
-        """Queue samples; returns their futures (each resolves to a list of hypotheses).
+        """Queue samples (or EmbeddingJobs); returns their futures (each resolves to a list of hypotheses).
 
         A bounded queue: past `max_queue` waiting samples the request is refused whole (QueueFull), so
         every accepted request is answered within its deadline instead of piling up.
@@ -69,9 +71,9 @@ class BatchEngine:
         time.sleep(self.batch_wait_s)
         with self.condition:
             first = self.pending.popleft()
-            key, group, rows = first.params.batch_key, [first], first.rows
+            key, group, rows = first.batch_key, [first], first.rows
             for sample in list(self.pending):
-                if rows + sample.rows <= self.max_batch_rows and sample.params.batch_key == key:
+                if rows + sample.rows <= self.max_batch_rows and sample.batch_key == key:
                     self.pending.remove(sample)
                     group.append(sample)
                     rows += sample.rows
@@ -82,7 +84,7 @@ class BatchEngine:
             group = self._next_group()
             group = [sample for sample in group if sample.future.set_running_or_notify_cancel()]
             if group:
-                self._run(group)
+                (self._embed if isinstance(group[0], EmbeddingJob) else self._run)(group)
 
     def _run(self, group: list):
         try:
@@ -105,6 +107,30 @@ class BatchEngine:
             self.first_token(sample)  # a static batch shows nothing before it ends
             sample.future.set_result(hypotheses)
 
+    def _embed(self, jobs: list):
+        """Embedding jobs, shortest first (least padding), in forward passes of at most max_batch_rows texts."""
+        jobs = sorted(jobs, key=lambda job: len(job.input_ids))
+        for start in range(0, len(jobs), self.max_batch_rows):
+            chunk = []
+            for job in jobs[start:start + self.max_batch_rows]:
+                if job.abandoned:  # withdrawn after it left the queue: nobody reads it
+                    job.future.set_exception(CancelledError())
+                else:
+                    chunk.append(job)
+            if not chunk:
+                continue
+            try:
+                vectors = embed(self.loaded.model, self.loaded.device, chunk).tolist()
+            except Exception:
+                logger.exception("an embedding pass failed")
+                for job in chunk:
+                    job.future.set_exception(GenerationFailed())
+                continue
+            self.count(embedding_passes=1, embedded_texts=len(chunk))
+            self.add_embedding_tokens(sum(len(job.input_ids) for job in chunk))
+            for job, vector in zip(chunk, vectors):
+                job.future.set_result(vector)
+
     def count(self, **amounts):
         for name, amount in amounts.items():
             self.stats[name] = self.stats.get(name, 0) + amount
@@ -122,6 +148,10 @@ class BatchEngine:
         self.count(prefix_cached_tokens=cached)
         if self.metrics is not None:
             self.metrics.add_prompt_tokens(computed, cached)
+
+    def add_embedding_tokens(self, count: int):
+        if self.metrics is not None:
+            self.metrics.add_embedding_tokens(count)
 
     def first_token(self, sample):
         if self.metrics is not None:

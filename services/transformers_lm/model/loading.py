@@ -3,11 +3,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .adapters import apply_adapter
 from .gguf import convert_gguf, embedded_gguf_path
+from .precision import Precision, choose_dtype, quantize
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,8 @@ class LoadedModel:
     tokenizer: object
     device: torch.device
     window: int  # prompt + reply tokens the model can attend to
+    precision: Precision = Precision(torch.float32, "none")
+    adapter: Optional[str] = None  # ADAPTER_NAME_OR_PATH, as /health and /v1/models name it
 
 
 def resolve_source(settings) -> tuple:
@@ -36,15 +41,9 @@ def resolve_source(settings) -> tuple:
 
 
 def choose_device(settings) -> tuple:
-    """(device, dtype): half precision only on a GPU; CPU always float32 (faster here, and exact)."""
-    if torch.cuda.is_available():
-        if not settings.half_precision:
-            return torch.device("cuda"), torch.float32
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.device("cuda"), dtype
-    if settings.half_precision:
-        logger.info("HALF_PRECISION ignored: no GPU, running float32 on CPU")
-    return torch.device("cpu"), torch.float32
+    """(device, dtype): a GPU if there is one; the dtype as DTYPE says (model/precision.py)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device, choose_dtype(settings.dtype, device, settings.half_precision)
 
 
 def model_window(model, tokenizer) -> int:
@@ -70,8 +69,12 @@ def load_model(settings) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(source, token=settings.hf_token,
                                               trust_remote_code=settings.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
+    model, adapter = apply_adapter(model, settings)
+    model = quantize(model, settings.quantize)  # after any adapter is merged: its weights are quantized too
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    logger.info("Loaded %s on %s (%s) in %.1f s", name, device, dtype, time.monotonic() - started)
+    logger.info("Loaded %s on %s (%s, quantize %s) in %.1f s", name, device, dtype, settings.quantize,
+                time.monotonic() - started)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
-                       window=model_window(model, tokenizer))
+                       window=model_window(model, tokenizer), precision=Precision(dtype, settings.quantize),
+                       adapter=adapter)

@@ -1,0 +1,73 @@
+"""DTYPE and QUANTIZE: how the dtype is chosen per machine, and every engine path giving, under each precision,
+what solo generate() gives in the same precision, token for token."""
+import pytest
+import torch
+
+from services.transformers_lm.engine.continuous import ContinuousEngine
+from services.transformers_lm.engine.static import BatchEngine
+from services.transformers_lm.model.precision import Precision, choose_dtype, cpu_flags, keeps_float
+from services.transformers_lm.service import LMService, Task
+from services.transformers_lm.settings import Settings
+from tests.helpers.tiny_model import tiny_loaded
+
+CPU = torch.device("cpu")
+GREEDY = {"do_sample": False, "max_new_tokens": 12, "min_new_tokens": 12, "num_return_sequences": 1}
+CONTEXTS = [["Hello there"], ["What is the capital of France?"], ["a", "b", "c"], ["Tell me a long story " * 3]]
+PRECISIONS = [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.float32, "int8"), (torch.bfloat16, "int8")]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),
+    ({"avx2", "amx_bf16", "amx_tile"}, torch.bfloat16),
+    ({"avx2", "avx512f", "avx512_vnni"}, torch.float32),  # bf16 emulated: slower than float32 when batching
+    (frozenset(), torch.float32),
+])
+def test_auto_takes_bfloat16_only_where_the_cpu_computes_it(flags, expected):
+    assert choose_dtype("auto", CPU, half_precision=False, flags=frozenset(flags)) is expected
+    assert choose_dtype("auto", CPU, half_precision=True, flags=frozenset(flags)) is expected  # a GPU setting
+
+
+def test_an_explicit_dtype_wins_over_the_cpu():
+    assert choose_dtype("float32", CPU, False, frozenset({"avx512_bf16"})) is torch.float32
+    assert choose_dtype("bfloat16", CPU, False, frozenset()) is torch.bfloat16
+
+
+def test_this_machines_flags_are_read(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+@pytest.mark.parametrize("value, field", [("DTYPE", "int4"), ("QUANTIZE", "int4")])
+def test_unknown_precisions_stop_the_start_naming_the_variable(value, field):
+    with pytest.raises(ValueError, match=value):
+        Settings.from_env({value: field})
+
+
+def test_int8_keeps_the_output_head_in_float():
+    loaded = tiny_loaded(quantization="int8")
+    model = loaded.model
+    assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == torch.float32
+    assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's int8 tensor
+    assert keeps_float("lm_head", model) and not keeps_float("model.layers.0.mlp.up_proj", model)
+
+
+@pytest.fixture(scope="module", params=PRECISIONS, ids=lambda p: f"{str(p[0])[6:]}-{p[1]}")
+def loaded(request):
+    return tiny_loaded(dtype=request.param[0], quantization=request.param[1])
+
+
+def replies(loaded, engine, contexts=CONTEXTS):
+    service = LMService(Settings(), loaded, engine=engine)
+    samples = [service.sample(Task("Be brief.", context, GREEDY), service.defaults, "c") for context in contexts]
+    return [future.result(60) for future in service.engine.submit(samples)]
+
+
+def test_continuous_batching_equals_solo_generate_token_for_token(loaded):
+    engine = ContinuousEngine(loaded, max_batch_rows=16, prefill_chunk=8)
+    solo = [replies(loaded, BatchEngine(loaded, max_batch_rows=1, batch_wait_s=0), [context])[0]
+            for context in CONTEXTS]
+    assert replies(loaded, engine) == solo
+    assert engine.stats["steps"] < sum(hypotheses[0].tokens for hypotheses in solo)  # rows shared steps
+    assert loaded.precision == Precision(loaded.model.dtype, loaded.precision.quantize)

@@ -1,0 +1,47 @@
+"""The quality gate on the embedded SmolLM2: every precision that can be a default (float32; bfloat16, which
+DTYPE=auto takes on CPUs with native bf16) and QUANTIZE=int8 keep perplexity on tests/data/perplexity.txt
+within 5 % of float32's and the held answers."""
+import re
+from pathlib import Path
+
+import pytest
+
+from services.transformers_lm.model.loading import load_model
+from services.transformers_lm.model.quality import perplexity
+from services.transformers_lm.service import LMService, Task
+from services.transformers_lm.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+TEXT = (Path(__file__).parent.parent / "data" / "perplexity.txt").read_text()
+GATE = 1.05
+GREEDY = {"do_sample": False, "num_return_sequences": 1, "max_new_tokens": 24}
+CANDIDATES = [("bfloat16", "none"), ("float32", "int8")]
+
+
+def service(dtype: str, quantize: str, language: str = "EN") -> LMService:
+    settings = Settings.from_env({"DTYPE": dtype, "QUANTIZE": quantize, "LANGUAGE": language})
+    return LMService(settings, load_model(settings))
+
+
+@pytest.fixture(scope="module")
+def reference() -> float:
+    loaded = service("float32", "none").loaded
+    return perplexity(loaded.model, loaded.tokenizer, TEXT)
+
+
+def answer(svc, prompt: str, utterance: str) -> str:
+    [[reply]], errors = svc.respond([Task(prompt, [utterance], GREEDY)])
+    assert errors == [None]
+    return reply
+
+
+@pytest.mark.parametrize("dtype, quantize", CANDIDATES)
+def test_perplexity_and_held_answers_pass_the_gate(reference, dtype, quantize):
+    svc = service(dtype, quantize)
+    figure = perplexity(svc.loaded.model, svc.loaded.tokenizer, TEXT)
+    assert 10 < reference < 60  # the text is ordinary prose for this model
+    assert figure <= GATE * reference, f"{dtype}/{quantize}: {figure:.2f} against float32's {reference:.2f}"
+    assert "Paris" in answer(svc, "You are a helpful assistant.", "What is the capital of France?")
+    russian = answer(service(dtype, quantize, "RU"), "Ты полезный ассистент. Отвечай по-русски.", "Привет! Как дела?")
+    assert re.search("[а-яА-ЯёЁ]{3}", russian), russian
