@@ -124,7 +124,7 @@ system-deps:
 test: setup agent-setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tests that start no process (no gunicorn, nginx or CLI) and are not slow: under a minute, no Debian packages.
+# The tests that start no process (no gunicorn, nginx or CLI) and are not slow: a minute or two, no Debian packages.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not processes and not slow" $(PYTEST_ARGS)
 
