@@ -66,7 +66,8 @@ def closed_loop(clients: int, rounds: int, call) -> dict:
     wall = time.perf_counter() - start_time
     if errors:
         print(f"  {len(errors)} errors, first: {errors[0]}", file=sys.stderr)
-    return {"wall_s": wall, "tokens_per_s": NEW_TOKENS * len(samples) / wall, "p50": percentile(samples, 0.5) if samples else None,
+    return {"wall_s": wall, "tokens_per_s": NEW_TOKENS * len(samples) / wall,
+            "p50": percentile(samples, 0.5) if samples else None,
             "p95": percentile(samples, 0.95) if samples else None, "errors": len(errors)}
 
 
@@ -191,20 +192,19 @@ def report(figures: dict, levels) -> list:
     return checks
 
 
-def plot(figures: dict, levels, path: Path):
+def plot_tokens_per_s(series: list, levels, title: str, path: Path):
+    """One line of total tokens/s against concurrency per (label, {level: figures}) of `series`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for key, label in (("transformers_lm", "transformers_lm (continuous batching)"),
-                       ("baseline", "Dream pattern (generate per request, threads)"),
-                       ("raw_generate", "raw batched generate() (limit)")):
-        axes.plot(levels, [figures[key][level]["tokens_per_s"] for level in levels], marker="o", label=label)
+    for label, results in series:
+        axes.plot(levels, [results[level]["tokens_per_s"] for level in levels], marker="o", label=label)
     axes.set_xlabel("concurrent clients")
     axes.set_ylabel("generated tokens/s (total)")
     axes.set_xticks(levels)
-    axes.set_title(f"/respond, {NEW_TOKENS} greedy new tokens per request")
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -233,7 +233,11 @@ def main(argv=None):
     checks = report(figures, levels)
     figures["checks"] = [{"name": name, "value": value, "target": f"{sense} {target}"} for name, value, sense, target in checks]
     (out / "figures.json").write_text(json.dumps(figures, indent=2))
-    plot(figures, levels, out / "tokens_per_s.png")
+    series = [(label, figures[key]) for key, label in (
+        ("transformers_lm", "transformers_lm (continuous batching)"),
+        ("baseline", "Dream pattern (generate per request, threads)"),
+        ("raw_generate", "raw batched generate() (limit)"))]
+    plot_tokens_per_s(series, levels, f"/respond, {NEW_TOKENS} greedy new tokens per request", out / "tokens_per_s.png")
     print(f"\nfigures: {out / 'figures.json'}, plot: {out / 'tokens_per_s.png'}, server logs: {log_dir}")
 
 

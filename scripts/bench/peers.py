@@ -18,12 +18,13 @@ from pathlib import Path
 
 import requests
 
-from scripts.bench.bench_respond import NEW_TOKENS, PROMPT, closed_loop, peak_rss_mb, percentile, utterance
+from scripts.bench.bench_respond import (NEW_TOKENS, PROMPT, closed_loop, peak_rss_mb, percentile,
+                                         plot_tokens_per_s, utterance)
 from tests.helpers.processes import REPO_ROOT, free_port, gunicorn, start, wait_http
+from tests.helpers.quality_gate import GATE, TEXT
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 LLAMA_SERVER = REPO_ROOT / "build" / "llama.cpp" / "build" / "bin" / "llama-server"
-GATE = 1.05
 
 
 def embedded_gguf() -> str:
@@ -136,11 +137,10 @@ def quality_gate() -> list:
     from services.transformers_lm.model.quality import perplexity
     from services.transformers_lm.settings import Settings
 
-    text = (REPO_ROOT / "tests" / "data" / "perplexity.txt").read_text()
     rows, reference = [], None
     for dtype, quantize in (("float32", "none"), ("bfloat16", "none"), ("float32", "int8"), ("bfloat16", "int8")):
         loaded = load_model(Settings.from_env({"DTYPE": dtype, "QUANTIZE": quantize}))
-        figure = perplexity(loaded.model, loaded.tokenizer, text)
+        figure = perplexity(loaded.model, loaded.tokenizer, TEXT)
         reference = reference or figure
         rows.append({"dtype": dtype, "quantize": quantize, "perplexity": figure, "ratio": figure / reference})
         print(f"  {dtype:>8} {quantize:>4}: perplexity {figure:.3f} ({figure / reference:.3f}x float32) "
@@ -165,25 +165,6 @@ def report(figures: dict, levels):
         print(f"transformers_lm tokens/s against {name}: {ratios}")
 
 
-def plot(figures: dict, levels, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name in SYSTEMS:
-        if figures.get(name):
-            axes.plot(levels, [figures[name][level]["tokens_per_s"] for level in levels], marker="o", label=name)
-    axes.set_xlabel("concurrent clients")
-    axes.set_ylabel("generated tokens/s (total)")
-    axes.set_xticks(levels)
-    axes.set_title(f"streaming chat, {NEW_TOKENS} greedy tokens, SmolLM2-135M")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,8,16", help="comma-separated concurrency levels")
@@ -203,7 +184,8 @@ def main(argv=None):
         figures[name] = run_system(name, levels, args.requests, log_dir)
     report(figures, levels)
     (out / "peers.json").write_text(json.dumps(figures, indent=2))
-    plot(figures, levels, out / "peers_tokens_per_s.png")
+    plot_tokens_per_s([(name, figures[name]) for name in SYSTEMS if figures[name]], levels,
+                      f"streaming chat, {NEW_TOKENS} greedy tokens, SmolLM2-135M", out / "peers_tokens_per_s.png")
     print(f"\nfigures: {out / 'peers.json'}, plot: {out / 'peers_tokens_per_s.png'}, server logs: {log_dir}")
 
 

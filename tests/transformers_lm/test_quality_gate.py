@@ -2,7 +2,6 @@
 DTYPE=auto takes on CPUs with native bf16) and QUANTIZE=int8 keep perplexity on tests/data/perplexity.txt
 within 5 % of float32's and the held answers."""
 import re
-from pathlib import Path
 
 import pytest
 
@@ -10,23 +9,21 @@ from services.transformers_lm.model.loading import load_model
 from services.transformers_lm.model.quality import perplexity
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
+from tests.helpers.quality_gate import GATE, TEXT
 
 pytestmark = pytest.mark.slow
 
-TEXT = (Path(__file__).parent.parent / "data" / "perplexity.txt").read_text()
-GATE = 1.05
 GREEDY = {"do_sample": False, "num_return_sequences": 1, "max_new_tokens": 24}
 CANDIDATES = [("bfloat16", "none"), ("float32", "int8")]
 
 
-def service(dtype: str, quantize: str, language: str = "EN") -> LMService:
-    settings = Settings.from_env({"DTYPE": dtype, "QUANTIZE": quantize, "LANGUAGE": language})
-    return LMService(settings, load_model(settings))
+def settings(dtype: str, quantize: str, language: str = "EN") -> Settings:
+    return Settings.from_env({"DTYPE": dtype, "QUANTIZE": quantize, "LANGUAGE": language})
 
 
 @pytest.fixture(scope="module")
 def reference() -> float:
-    loaded = service("float32", "none").loaded
+    loaded = load_model(settings("float32", "none"))
     return perplexity(loaded.model, loaded.tokenizer, TEXT)
 
 
@@ -38,10 +35,12 @@ def answer(svc, prompt: str, utterance: str) -> str:
 
 @pytest.mark.parametrize("dtype, quantize", CANDIDATES)
 def test_perplexity_and_held_answers_pass_the_gate(reference, dtype, quantize):
-    svc = service(dtype, quantize)
-    figure = perplexity(svc.loaded.model, svc.loaded.tokenizer, TEXT)
+    loaded = load_model(settings(dtype, quantize))
+    svc = LMService(settings(dtype, quantize), loaded)
+    figure = perplexity(loaded.model, loaded.tokenizer, TEXT)
     assert 10 < reference < 60  # the text is ordinary prose for this model
     assert figure <= GATE * reference, f"{dtype}/{quantize}: {figure:.2f} against float32's {reference:.2f}"
     assert "Paris" in answer(svc, "You are a helpful assistant.", "What is the capital of France?")
-    russian = answer(service(dtype, quantize, "RU"), "Ты полезный ассистент. Отвечай по-русски.", "Привет! Как дела?")
+    russian_service = LMService(settings(dtype, quantize, "RU"), loaded)  # the same weights, Russian speakers
+    russian = answer(russian_service, "Ты полезный ассистент. Отвечай по-русски.", "Привет! Как дела?")
     assert re.search("[а-яА-ЯёЁ]{3}", russian), russian

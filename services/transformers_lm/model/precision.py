@@ -56,7 +56,7 @@ def keeps_float(name: str, model) -> bool:
     """Layers left in float: the output head (tied to the embeddings in small models), whose int8 rounding
     turned SmolLM2's text into garbage, and an unmerged adapter's small LoRA matrices (PEFT names them lora_*)."""
     head = model.get_output_embeddings()
-    return (name == "" or ".lora_" in name or head is not None and model.get_submodule(name) is head)
+    return name == "" or ".lora_" in name or head is not None and model.get_submodule(name) is head
 
 
 def quantize(model, kind: str):
