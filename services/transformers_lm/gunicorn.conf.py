@@ -10,9 +10,11 @@ wsgi_app = "services.transformers_lm.server:create_app()"
 bind = f"{settings.host}:{settings.port}"
 # One model copy per worker; more workers only pay off with more cores or GPUs than one worker uses.
 workers = settings.workers
-# Handler threads just wait on the inference thread's queue, so many are cheap and allow batching.
+# Handler threads just wait on the inference thread's queue, so many are cheap and allow batching. A connection
+# finds no thread waits unseen in gthread's pool queue, so there is one for every request the door admits
+# (api/door.py) and a reserve: probes and refusals are answered at once, never behind generation.
 worker_class = "gthread"
-threads = settings.threads
+threads = settings.handler_threads
 # gthread workers heartbeat from their main loop, so long generations don't trip this; it bounds a hung worker.
 timeout = settings.worker_timeout
 graceful_timeout = 30

@@ -8,8 +8,9 @@ from common.bootstrap import bootstrap
 from common.http import json_app
 
 from .api.dream_routes import dream_blueprint
+from .api.door import Door
 from .api.errors import classify
-from .api.metrics import Metrics, instrument
+from .api.metrics import UNMATCHED, Metrics, instrument
 from .api.openai_routes import openai_blueprint
 from .api.ops_routes import ops_blueprint
 from .api.playground_routes import playground_blueprint
@@ -23,7 +24,8 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     settings = settings or Settings.from_env()
     bootstrap(settings.log_level, settings.sentry_dsn)
     redaction.remember(settings.hf_token)
-    metrics = Metrics(queue_length=lambda: holder.queue_length())
+    metrics = Metrics(queue_length=lambda: holder.queue_length(), in_flight=lambda: door.in_flight,
+                      running=lambda: running_sequences(holder), capacity=settings.capacity)
     holder = ServiceHolder(metrics)
     if service is not None:
         holder.serve(service)
@@ -41,4 +43,13 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     app.register_blueprint(openai_blueprint(holder, settings))
     app.register_blueprint(ops_blueprint(holder, metrics, settings))
     app.register_blueprint(playground_blueprint(settings))
+    door = Door(app.wsgi_app, settings.capacity, {rule.rule for rule in app.url_map.iter_rules()},
+                metrics.count_request, "/v1", UNMATCHED)
+    app.wsgi_app = door
     return app
+
+
+def running_sequences(holder) -> int:
+    """The sequences of the continuous engine's running batch; 0 while the model loads, and for engines that keep
+    no such list (getattr: the engine's internals may change)."""
+    return len(getattr(getattr(holder.service, "engine", None), "running", ()))

@@ -8,10 +8,11 @@ from functools import lru_cache
 from .engine import ragged_attention
 from .engine.continuous import ContinuousEngine
 from .engine.embeddings import EmbeddingJob
-from .engine.errors import EngineStopped, GenerationFailed, GenerationTimeout
+from .engine.errors import EngineError, EngineStopped, GenerationFailed, GenerationTimeout
 from .engine.samples import Sample
 from .engine.static import BatchEngine
 from .engine.stops import StopMatcher
+from .engine.upstream import UpstreamEngine
 from .errors import ClientGone, InvalidField, NotReady, SampleFailed
 from .generation_params import Limits, capped_defaults, load_defaults, merge, parse
 from .model.loading import load_model
@@ -42,8 +43,13 @@ def stop_matcher(stop_strings: tuple, labels: bool = True) -> StopMatcher:
     return StopMatcher(stop_strings, labels)
 
 
-def build_engine(settings, loaded) -> BatchEngine:
-    """The continuous engine unless BATCHING=static or the model can't run ragged attention."""
+def build_engine(settings, loaded):
+    """ENGINE=openai: the server at ENGINE_URL. Else the continuous engine unless BATCHING=static or the model
+    can't run ragged attention."""
+    if settings.engine == "openai":
+        return UpstreamEngine(loaded.tokenizer, settings.engine_url, settings.engine_api_key, settings.engine_model,
+                              settings.engine_server, settings.engine_timeout, settings.max_batch_size,
+                              settings.max_queue)
     if settings.batching == "continuous":
         if ragged_attention.enable(loaded.model):
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
@@ -62,7 +68,7 @@ def service_limits(settings, loaded=None) -> Limits:
         return limits
     return replace(limits, max_new_tokens=min(limits.max_new_tokens, loaded.window - 1),
                    vocab_size=len(loaded.tokenizer),
-                   embedding_size=loaded.model.config.get_text_config().hidden_size)
+                   embedding_size=loaded.model and loaded.model.config.get_text_config().hidden_size)
 
 
 class LMService:
@@ -115,6 +121,8 @@ class LMService:
     def embeddings(self, inputs: list, field: str, gone=None) -> tuple:
         """(embedding per input, tokens of them all): each input, a text or its token ids, goes through the
         engine's queue as an EmbeddingJob and errors name it `{field}[i]`; one failure fails the request."""
+        if not self.engine.embeddings:
+            raise InvalidField(field, "embeddings need ENGINE=transformers: a generation server has none")
         fields = [f"{field}[{index}]" for index in range(len(inputs))]
         jobs = [EmbeddingJob(self._embedding_ids(item, name)) for item, name in zip(inputs, fields)]
         vectors, errors = self.collect(jobs, fields, gone)
@@ -142,7 +150,12 @@ class LMService:
         return capped_defaults(defaults, self.limits.max_new_tokens, self.limits.max_return_sequences)
 
     def _params(self, config: dict, field: str, names: dict = None):
-        return parse(config, field, self.limits, names)
+        params = parse(config, field, self.limits, names)
+        for name in self.engine.unsupported(params):
+            name = (names or {}).get(name, name)
+            raise InvalidField(f"{field}.{name}" if field else name,
+                               f"is not supported by the engine ({self.engine.state.server.kind} at ENGINE_URL)")
+        return params
 
     def sample(self, task, defaults: dict, config_field: str) -> Sample:
         params, input_ids = self._fitted(task, defaults, config_field)
@@ -197,6 +210,9 @@ class LMService:
                     self.engine.withdraw(sample)
                     results.append(None)
                     errors.append(SampleFailed(field, GenerationTimeout()))
+                except EngineError as error:  # the engine says why (ENGINE=openai: the server's fault)
+                    results.append(None)
+                    errors.append(SampleFailed(field, error))
                 except Exception:  # the engine already logged the cause
                     results.append(None)
                     errors.append(SampleFailed(field, GenerationFailed()))
@@ -221,6 +237,7 @@ class ServiceHolder:
         self.metrics = metrics
         self.service = None
         self.error = None
+        self.waiting_for = None  # ENGINE=openai: the UpstreamEngine until its server was first seen
 
     def serve(self, service: LMService):
         service.engine.metrics = self.metrics
@@ -228,15 +245,26 @@ class ServiceHolder:
 
     def load(self, settings):
         try:
-            self.serve(LMService(settings, load_model(settings)))
+            loaded = load_model(settings)
+            engine = build_engine(settings, loaded)
+            if isinstance(engine, UpstreamEngine):
+                self.waiting_for = engine  # /health says why it is not ready yet
+                window = engine.wait_until_seen()
+                loaded.window = min(loaded.window, window or loaded.window)
+            self.serve(LMService(settings, loaded, engine))
         except Exception as error:
             logger.exception("model loading failed")
             self.error = f"model loading failed: {type(error).__name__}"
 
     def ready(self) -> LMService:
         if self.service is None:
-            raise NotReady(self.error or "the model is loading")
+            raise NotReady(self.error or self.loading_state())
         return self.service
+
+    def loading_state(self) -> str:
+        if self.waiting_for is not None:
+            return f"waiting for the engine at {self.waiting_for.host}: {self.waiting_for.state.error}"
+        return "the model is loading"
 
     def queue_length(self) -> int:
         """Samples waiting for the model; 0 while it loads (getattr: the engine's internals may change)."""

@@ -10,6 +10,9 @@ from common.speaker_labels import speakers
 
 __all__ = ["Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
 
+# Handler threads beyond the admitted requests (GUNICORN_THREADS' default): for probes, scrapes and refusals.
+THREAD_RESERVE = 32
+
 
 def parse_list(value) -> list:
     """Comma-separated stop strings; a literal \\n stands for a newline (env files can't hold one)."""
@@ -17,6 +20,13 @@ def parse_list(value) -> list:
         return []
     items = [item.replace("\\n", "\n") for item in value.split(",")]
     return [item for item in items if item.strip()]
+
+
+def engine_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not (value.startswith(("http://", "https://")) and value.endswith("/v1")):
+        raise ValueError("must be an http(s) URL ending in /v1")
+    return value
 
 
 def default_cache_dir() -> str:
@@ -57,10 +67,21 @@ class Settings:
                                  "how a dialog becomes a prompt")
     cache_dir: str = setting("MODEL_CACHE_DIR", default=default_cache_dir, doc="GGUF conversion cache")
     torch_threads: int = setting("TORCH_NUM_THREADS", number(int), default_threads, "torch intra-op threads")
+    engine: str = setting("ENGINE", one_of("transformers", "openai"), "transformers",
+                          "transformers: the model runs here; openai: an OpenAI-compatible server runs it")
+    engine_url: str = setting("ENGINE_URL", engine_url, "", "ENGINE=openai: the server's base URL, ending in /v1")
+    engine_model: str = setting("ENGINE_MODEL", str.strip, "", "ENGINE=openai: the model id to ask for",
+                                shown="the first id of ENGINE_URL/models")
+    engine_api_key: str = setting("ENGINE_API_KEY", doc="ENGINE=openai: bearer token of the server", secret=True)
+    engine_timeout: float = setting("ENGINE_TIMEOUT", positive(float), 600.0,
+                                    "ENGINE=openai: seconds to wait for the server's next byte (504 past)")
+    engine_server: str = setting("ENGINE_SERVER", one_of("auto", "vllm", "llama.cpp", "openai"), "auto",
+                                 "ENGINE=openai: the parameters it takes; auto: as its /models says")
     batching: str = setting("BATCHING", one_of("continuous", "static"), "continuous", "batching engine")
     prefill_chunk: int = setting("PREFILL_CHUNK", positive(int), 256, "prompt tokens per decoding step")
     prefix_cache_mb: float = setting("PREFIX_CACHE_MB", non_negative(float), 128.0, "prompt prefix cache; 0 is off")
-    max_batch_size: int = setting("MAX_BATCH_SIZE", positive(int), 16, "sequences decoded together")
+    max_batch_size: int = setting("MAX_BATCH_SIZE", positive(int), 16,
+                                  "sequences decoded together (ENGINE=openai: in flight at the server)")
     batch_wait_ms: float = setting("BATCH_WAIT_MS", non_negative(float), 10.0, "static batching's wait for companions")
     request_timeout: float = setting("REQUEST_TIMEOUT", positive(float), 600.0, "seconds a request waits (504 past)")
     max_new_tokens: int = setting("MAX_NEW_TOKENS", positive(int), 2048, "most new tokens a request may ask for")
@@ -77,10 +98,26 @@ class Settings:
     host: str = setting("SERVICE_HOST", default="0.0.0.0", doc="address gunicorn listens on")
     port: int = setting("SERVICE_PORT", non_negative(int), 8130, "port gunicorn listens on")
     workers: int = setting("WORKERS", positive(int), 1, "gunicorn workers, one model copy each")
-    threads: int = setting("GUNICORN_THREADS", positive(int), 32, "handler threads per worker")
+    threads: int = setting("GUNICORN_THREADS", non_negative(int), 0, "handler threads per worker",
+                           shown=f"MAX_BATCH_SIZE + MAX_QUEUE + {THREAD_RESERVE}")
     worker_timeout: int = setting("GUNICORN_TIMEOUT", non_negative(int), 600, "seconds a hung worker lives")
     log_level: str = setting("LOG_LEVEL", one_of("debug", "info", "warning", "error", "critical"), "info",
                              "gunicorn's and the app's log level")
+
+    def __post_init__(self):
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError("ENGINE=openai needs ENGINE_URL, the server's base URL ending in /v1")
+
+    @property
+    def capacity(self) -> int:
+        """Requests the door admits at once (api/door.py): MAX_BATCH_SIZE running plus MAX_QUEUE waiting. Each
+        request holds one sample or more, so the engine's own bounds (in samples) stay the tighter ones."""
+        return self.max_batch_size + self.max_queue
+
+    @property
+    def handler_threads(self) -> int:
+        """GUNICORN_THREADS, by default a thread for every admitted request and THREAD_RESERVE more."""
+        return self.threads or self.capacity + THREAD_RESERVE
 
     @property
     def speakers(self) -> tuple:

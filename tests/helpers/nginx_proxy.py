@@ -1,4 +1,5 @@
-"""Run proxy/templates/default.conf.template in a real nginx, rendered the way the proxy image renders it.
+"""Run proxy/templates/default.conf.template in a real nginx, rendered the way the proxy image renders it: its
+/docker-entrypoint.d/*.envsh sourced by /bin/sh, then envsubst over the filtered variables.
 
 Reusable by any test that needs the proxy in front of a server on 127.0.0.1 (e.g. streaming tests).
 """
@@ -19,6 +20,7 @@ from tests.helpers.processes import free_port
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "proxy/templates/default.conf.template"
 DOCKERFILE = ROOT / "proxy/Dockerfile"
+ENTRYPOINT_D = ROOT / "proxy/docker-entrypoint.d"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
 MAIN_CONF = """\
@@ -58,6 +60,26 @@ def render(template: str, env: dict[str, str]) -> str:
     return pattern.sub(lambda m: env[m.group(1) or m.group(2)], template)
 
 
+class EntrypointError(RuntimeError):
+    """A /docker-entrypoint.d script exited non-zero: the container would not start."""
+
+
+def entrypoint_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment the image's 20-envsubst-on-templates.sh sees: `env` after its entrypoint has sourced our
+    /docker-entrypoint.d/*.envsh scripts (in sorted order, as it does)."""
+    sources = "".join(f'. "{script}" && ' for script in sorted(ENTRYPOINT_D.glob("*.envsh")))
+    result = subprocess.run(["sh", "-c", sources + "env -0"], env={"PATH": os.environ["PATH"], **env},
+                            capture_output=True, text=True, timeout=10)
+    if result.returncode:
+        raise EntrypointError(result.stderr.strip())
+    return dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+
+
+def render_conf(env: dict[str, str]) -> str:
+    """default.conf as the container renders it from `env` (PORT, PROXY_PASS)."""
+    return render(TEMPLATE.read_text(), entrypoint_env(env))
+
+
 def _wait_listening(port: int, proc: subprocess.Popen, workdir: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,7 +94,8 @@ def _wait_listening(port: int, proc: subprocess.Popen, workdir: Path, timeout: f
 
 @contextlib.contextmanager
 def nginx_proxy(proxy_pass: str, workdir: Path):
-    """Start nginx with the rendered proxy server block, forwarding to `proxy_pass` (host:port).
+    """Start nginx with the rendered proxy server block, forwarding to `proxy_pass` (PROXY_PASS: host:port, or
+    several, comma- or space-separated).
 
     Yields the proxy's base URL ("http://127.0.0.1:PORT"); stops nginx on exit.
     """
@@ -83,7 +106,7 @@ def nginx_proxy(proxy_pass: str, workdir: Path):
     port = free_port()
     # PORT may be host:port in `listen`; binding to loopback keeps the test off other interfaces.
     env = {"PORT": f"127.0.0.1:{port}", "PROXY_PASS": proxy_pass}
-    (workdir / "conf.d/default.conf").write_text(render(TEMPLATE.read_text(), env))
+    (workdir / "conf.d/default.conf").write_text(render_conf(env))
     user = "user root;\n" if os.geteuid() == 0 else ""  # as root, workers would switch to nobody and lose the tmp dir
     (workdir / "nginx.conf").write_text(MAIN_CONF.format(d=workdir, user=user))
     with open(workdir / "stderr.log", "wb") as stderr:

@@ -40,4 +40,4 @@ def tiny_loaded(chat_template: bool = True, window: int = 512, dtype: torch.dtyp
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(name="tiny-random-llama", model=model, tokenizer=tokenizer, device=torch.device("cpu"),
-                       window=model_window(model, tokenizer), precision=Precision(dtype, quantization))
+                       window=model_window(model.config, tokenizer), precision=Precision(dtype, quantization))

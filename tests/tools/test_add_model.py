@@ -13,9 +13,10 @@ import requests
 import yaml
 
 from tests.helpers.processes import free_port, gunicorn, save_tiny_model, wait_http
-from tests.helpers.repo_copy import copy_repo
+from tests.helpers.repo_copy import changed, copy_repo, snapshot
 from tests.helpers.tiny_adapter import save_tiny_adapter
 from tools import add_model, registry as rc
+from tools.registry.naming import VLLM_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 EN, RU = "universal_prompted_assistant", "universal_ru_prompted_assistant"
@@ -32,15 +33,6 @@ def add_args(root, short="qwen05b", *extra):
             "--license", "Apache-2.0", "--size", "0.5B", "--max-tokens", "32768",
             "--description", "Qwen2.5 0.5B chat model.", "--forward", "OPENAI_API_KEY",
             "--proxy-host", "proxy.deeppavlov.ai", "--root", str(root), *extra]
-
-
-def snapshot(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
-
-
-def changed(before: dict, after: dict) -> list[str]:
-    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 @pytest.fixture
@@ -252,3 +244,163 @@ def test_added_model_with_an_adapter_serves_it(copy, tmp_path):
         assert env["ADAPTER_NAME_OR_PATH"] == adapter
         assert requests.get(f"{url}/health", timeout=10).json()["adapter"] == adapter
         assert requests.get(f"{url}/v1/models", timeout=10).json()["data"][0]["adapter"] == adapter
+
+
+# --- --engine vllm: a vLLM container runs the model, transformers-lm-<short> fronts it ----------------------------
+
+VLLM_VENV_PYTHON = ROOT / ".venv-vllm/bin/python"
+FRONT, ENGINE = "transformers-lm-qwen05b", "vllm-qwen05b"
+
+
+def vllm_args(root, short="qwen05b", *extra):
+    return add_args(root, short, "--engine", "vllm", "--tensor-parallel-size", "2", "--max-model-len", "16384",
+                    "--proxy-host", "gpu2.deeppavlov.ai", *extra)
+
+
+@pytest.fixture
+def added_vllm(copy):
+    before = snapshot(copy)
+    assert add_model.main(vllm_args(copy)) == 0
+    return copy, before
+
+
+def test_add_vllm_writes_the_engine_and_its_front(added_vllm):
+    copy, _ = added_vllm
+    assert [str(p) for p in rc.run_all(copy)] == []
+    repo = rc.Repo(copy)
+    assert (repo.tsv_ports[FRONT], repo.tsv_ports[ENGINE]) == (8187, 8188)
+    for dist in (EN, RU):
+        engine, front = repo.components(dist)[ENGINE], repo.components(dist)[FRONT]
+        assert engine["image"] == VLLM_IMAGE and rc.Repo.is_engine(engine)
+        assert engine["command"] == ("--model Qwen/Qwen2.5-0.5B-Instruct --served-model-name qwen05b --port 8188 "
+                                     "--tensor-parallel-size 2 --pipeline-parallel-size 1 --max-model-len 16384")
+        [gpus] = engine["deploy"]["resources"]["reservations"]["devices"]
+        assert gpus == {"driver": "nvidia", "count": 2, "capabilities": ["gpu"]}
+        assert front["environment"] == {"CUDA_VISIBLE_DEVICES": "", "ENGINE": "openai", "ENGINE_MODEL": "qwen05b",
+                                        "ENGINE_URL": "http://vllm-qwen05b:8188/v1"}
+        assert front["build"]["args"]["PRETRAINED_MODEL_NAME_OR_PATH"] == "Qwen/Qwen2.5-0.5B-Instruct"  # tokenizer
+        assert f"{FRONT}:8187" in repo.wait_hosts(dist) and not any(ENGINE in h for h in repo.wait_hosts(dist))
+        cpu, proxy = (repo.services(f"assistant_dists/{dist}/{name}") for name in ("cpu.yml", "proxy.yml"))
+        assert cpu[FRONT]["environment"]["ENGINE"] == "transformers"
+        assert cpu[ENGINE] == proxy[ENGINE] == {"profiles": ["engine-off"]}
+        assert proxy[FRONT]["environment"]["PROXY_PASS"] == "proxy.deeppavlov.ai:8187,gpu2.deeppavlov.ai:8187"
+    [card] = [card for card in repo.cards.values() if card["name"] == "transformers_lm_qwen05b"]
+    assert card["engine"] == {"container": ENGINE, "image": VLLM_IMAGE, "served_model_name": "qwen05b",
+                              "tensor_parallel_size": 2, "pipeline_parallel_size": 1, "max_model_len": 16384,
+                              "nodes": 1}
+    env = yaml.safe_load((copy / SERVICE_CONFIGS / FRONT / "environment.yml").read_text())
+    assert env["ENGINE_URL"] == "http://vllm-qwen05b:8188/v1"
+
+
+def test_remove_vllm_restores_every_file_byte_for_byte(added_vllm):
+    copy, before = added_vllm
+    assert add_model.main(["remove", "qwen05b", "--root", str(copy)]) == 0
+    assert changed(before, snapshot(copy)) == []
+
+
+@pytest.mark.skipif(COMPOSE is None, reason="needs docker-compose")
+@pytest.mark.processes
+@pytest.mark.parametrize("dist", [EN, RU])
+def test_docker_compose_accepts_every_combination_with_vllm(added_vllm, dist):
+    copy, _ = added_vllm
+    for files in COMBOS:
+        args = [COMPOSE, "-f", "docker-compose.yml"] + [x for f in files for x in ("-f", f"assistant_dists/{dist}/{f}")]
+        result = subprocess.run(args + ["config"], cwd=copy, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (files, result.stderr)
+        services = yaml.safe_load(result.stdout)["services"]
+        # The engine starts unless an overlay switched it off: on CPU the front runs the model, proxied it is remote.
+        off = "cpu.yml" in files or "proxy.yml" in files
+        assert (services[ENGINE].get("profiles") == ["engine-off"]) == off, files
+        assert services[FRONT]["environment"]["ENGINE"] == ("transformers" if "cpu.yml" in files else "openai")
+
+
+@pytest.mark.processes
+def test_vllm_on_several_nodes_is_a_ray_head_on_the_host_network(copy):
+    before = snapshot(copy)
+    args = vllm_args(copy, "qwen05b", "--pipeline-parallel-size", "2", "--nodes", "2")
+    assert add_model.main(args) == 0
+    assert [str(p) for p in rc.run_all(copy)] == []
+    repo = rc.Repo(copy)
+    engine, front = repo.components(EN)[ENGINE], repo.components(EN)[FRONT]
+    assert rc.repo.command_flags(engine)["--distributed-executor-backend"] == "ray"
+    assert engine["entrypoint"][:2] == ["/bin/sh", "-c"] and "ray start --head" in engine["entrypoint"][2]
+    assert engine["network_mode"] == "host" and rc.repo.gpu_count(engine) == 2  # 2 x 2 GPUs on 2 nodes
+    assert front["extra_hosts"] == [f"{ENGINE}:host-gateway"]
+    if COMPOSE:
+        result = subprocess.run([COMPOSE, "-f", "docker-compose.yml", "-f", f"assistant_dists/{EN}/"
+                                 "docker-compose.override.yml", "config", "-q"], cwd=copy, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert add_model.main(["remove", "qwen05b", "--root", str(copy)]) == 0
+    assert changed(before, snapshot(copy)) == []
+
+
+@pytest.mark.processes
+@pytest.mark.skipif(not VLLM_VENV_PYTHON.exists(), reason="needs .venv-vllm (make vllm-setup)")
+def test_vllm_takes_the_written_command_as_the_card_says(added_vllm):
+    """vLLM 0.32's own argument parser reads the engine's command back to the card's values."""
+    copy, _ = added_vllm
+    command = rc.Repo(copy).components(EN)[ENGINE]["command"]
+    script = ("import json, shlex, sys\n"
+              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
+              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+              "a = make_arg_parser(FlexibleArgumentParser()).parse_args(shlex.split(sys.argv[1]))\n"
+              "print(json.dumps([a.model, a.served_model_name, a.port, a.tensor_parallel_size,"
+              " a.pipeline_parallel_size, a.max_model_len]))\n")
+    result = subprocess.run([str(VLLM_VENV_PYTHON), "-c", script, command], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed == ["Qwen/Qwen2.5-0.5B-Instruct", ["qwen05b"], 8188, 2, 1, 16384]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--engine", "transformers", "--tensor-parallel-size", "2"], "--tensor-parallel-size only with --engine vllm"),
+    (["--engine", "vllm", "--tensor-parallel-size", "3", "--nodes", "2"], "no whole number of GPUs"),
+    (["--engine", "vllm", "--tensor-parallel-size", "0"], "--tensor-parallel-size must be at least 1"),
+    (["--engine", "vllm", "--adapter", ADAPTER], "--adapter is for --engine transformers"),
+    (["--engine", "vllm", "--gpu-memory", "none"], "runs on GPUs"),
+    (["--engine", "vllm", "--engine-port", "8130"], "--engine-port 8130 is already taken"),
+], ids=["option without vllm", "GPUs per node", "zero", "adapter", "no GPU", "engine port taken"])
+def test_bad_vllm_options_are_refused_and_nothing_changes(copy, capsys, extra, message):
+    before = snapshot(copy)
+    assert add_model.main(add_args(copy, "qwen05b", *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert snapshot(copy) == before
+
+
+ENGINE_URL_LINE = "ENGINE_URL: http://vllm-qwen05b:8188/v1\n"
+OVERRIDE = f"assistant_dists/{EN}/docker-compose.override.yml"
+
+
+@pytest.mark.parametrize("where,old,new,check,message", [
+    (OVERRIDE, ENGINE_URL_LINE, "ENGINE_URL: http://vllm-qwen5b:8188/v1\n", rc.check_engines,
+     f"{FRONT}: ENGINE_URL http://vllm-qwen5b:8188/v1: vllm-qwen5b is no engine or LLM container of this dist"),
+    (OVERRIDE, ENGINE_URL_LINE, "ENGINE_URL: http://vllm-qwen5b:8188/v1\n", rc.check_ports,
+     "vllm-qwen5b: ENGINE_URL 8188, but vllm-qwen5b has no row in components.tsv"),
+    (OVERRIDE, ENGINE_URL_LINE, "ENGINE_URL: http://vllm-qwen05b:8189/v1\n", rc.check_ports,
+     f"{ENGINE}: ENGINE_URL is 8189, components.tsv says 8188"),
+    (OVERRIDE, ENGINE_URL_LINE, "ENGINE_URL: http://vllm-qwen05b:8188/\n", rc.check_engines,
+     f"{FRONT}: ENGINE_URL http://vllm-qwen05b:8188/ is not http://<container>:<port>/v1"),
+    (OVERRIDE, "      " + ENGINE_URL_LINE, "", rc.check_engines, f"{FRONT}: ENGINE=openai needs an ENGINE_URL"),
+    (OVERRIDE, "ENGINE_MODEL: qwen05b", "ENGINE_MODEL: qwen", rc.check_engines,
+     f"{FRONT}: ENGINE_MODEL qwen is not {ENGINE}'s --served-model-name qwen05b"),
+    ("card", "tensor_parallel_size: 2", "tensor_parallel_size: 4", rc.check_engines,
+     f"engine tensor_parallel_size is 4, {ENGINE} says 2"),
+    (f"assistant_dists/{EN}/cpu.yml", "      - engine-off\n", "      - gpu\n", rc.check_dist_overlays,
+     f"{ENGINE} must be switched off here: only `profiles: [engine-off]`"),
+    (f"assistant_dists/{EN}/cpu.yml", "      ENGINE: transformers\n", "", rc.check_dist_overlays,
+     f"{FRONT} needs ENGINE: transformers (its engine {ENGINE} is off on CPU)"),
+], ids=["ENGINE_URL host", "ENGINE_URL host's port", "ENGINE_URL port", "ENGINE_URL path", "no ENGINE_URL",
+        "ENGINE_MODEL", "card", "cpu.yml engine on", "cpu.yml front"])
+def test_checker_names_an_engine_wiring_that_disagrees(added_vllm, where, old, new, check, message):
+    copy, _ = added_vllm
+    cards = [path for path, card in rc.Repo(copy).cards.items() if card["name"] == "transformers_lm_qwen05b"]
+    rel = cards[0] if where == "card" else where
+    text = (copy / rel).read_text()
+    assert old in text
+    (copy / rel).write_text(text.replace(old, new, 1))
+    line = text[:text.index(old)].count("\n") + 1 + (old.startswith(" ") and not new)
+    report = [str(p) for p in check(copy)]
+    assert any(p.endswith(message) and p.startswith(f"{rel}:") for p in report), report
+    if new:  # the report points at the edited line
+        assert any(p == f"{rel}:{line}: {message}" for p in report), (line, report)

@@ -13,7 +13,7 @@ import re
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from tools.registry.naming import is_llm_container
+from tools.registry.naming import is_llm_container, is_model_container
 
 
 class EditError(ValueError):
@@ -55,7 +55,7 @@ def _leaf(node):
 
 
 def add_service(text: str, entry: str) -> str:
-    """Insert `entry` (YAML of one `name: {...}` mapping) into `services:` after the last LLM container."""
+    """Insert `entry` (YAML of one `name: {...}` mapping) into `services:` after the last LLM or engine container."""
     doc = _load(text)
     services = doc.get("services")
     if not isinstance(services, CommentedMap):
@@ -66,15 +66,17 @@ def add_service(text: str, entry: str) -> str:
     if name in services:
         raise EditError(f"{name} is already a service")
     keys = list(services)
-    llms = [i for i, key in enumerate(keys) if is_llm_container(str(key))]
-    pos = llms[-1] + 1 if llms else len(keys)
+    models = [i for i, key in enumerate(keys) if is_model_container(str(key))]
+    pos = models[-1] + 1 if models else len(keys)
     services.insert(pos, name, parsed[name])
     if blank and pos == len(keys) and keys:  # new last entry: the blank line goes after the previous one
         prev_node, prev_key = _leaf(services[keys[-1]])
         new_node, new_key = _leaf(services[name])
         if prev_key in prev_node.ca.items:
             raise EditError(f"{keys[-1]} ends with a comment")
-        prev_node.ca.items[prev_key] = new_node.ca.items.pop(new_key)
+        blank = next(token for token in new_node.ca.items.pop(new_key) if token is not None)
+        # ruamel keeps a comment after a sequence item in slot 0, after a mapping value in slot 2.
+        prev_node.ca.items[prev_key] = [blank, None] if isinstance(prev_node, CommentedSeq) else [None, None, blank, None]
     return _dump(doc)
 
 

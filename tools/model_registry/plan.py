@@ -21,6 +21,8 @@ MEMORY = re.compile(r"^\d+(\.\d+)?[KMG]$")
 DEFAULT_GEN_CONFIG = f"{GEN_CONFIGS}/default_generative_config.json"
 
 Changes = dict  # relative path -> new text, or None: delete
+ENGINES = ("transformers", "vllm")
+VLLM_OPTIONS = ("tensor_parallel_size", "pipeline_parallel_size", "nodes", "max_model_len", "engine_port")
 
 
 class Refused(Exception):
@@ -42,12 +44,19 @@ class ModelSpec:
     max_tokens: int = 2048
     generation_config: str | None = None  # JSON text; None: a copy of the default config
     forward: list[str] = field(default_factory=list)
-    proxy_host: str | None = None
+    proxy_hosts: list[str] = field(default_factory=list)  # shared hosts serving the model: proxy.yml's replicas
     port: int | None = None
     display_name: str | None = None
     author: str = "publisher@deeppavlov.ai"
     open_source: str = "yes"
     adapter: str | None = None  # PEFT adapter on the model (ADAPTER_NAME_OR_PATH); None: none
+    engine: str = "transformers"  # or "vllm": a vLLM container runs the model, this one fronts it
+    # vllm only (VLLM_OPTIONS; None: not given, then 1, 1, 1 and max_tokens):
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    nodes: int | None = None
+    max_model_len: int | None = None
+    engine_port: int | None = None  # default: the lowest free port above `port`
 
     @property
     def names(self) -> LLMNames:
@@ -59,11 +68,28 @@ class ModelSpec:
 
     @property
     def proxy_pass(self) -> str:
-        return f"{self.proxy_host}:{self.port}"
+        return ",".join(f"{host}:{self.port}" for host in self.proxy_hosts)
+
+    @property
+    def vllm(self) -> bool:
+        return self.engine == "vllm"
+
+    @property
+    def engine_url(self) -> str:
+        return self.names.engine_url(self.engine_port)
+
+    @property
+    def multi_node(self) -> bool:
+        """vLLM across several hosts: a Ray cluster, its head in the engine container."""
+        return self.vllm and self.nodes > 1
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size // self.nodes
 
     @property
     def cuda_visible_devices(self) -> str:
-        return "0" if self.gpu_memory else ""
+        return "0" if self.gpu_memory and not self.vllm else ""  # a front needs no GPU
 
     def build_args(self) -> dict:
         return {"SERVICE_PORT": self.port, "SERVICE_NAME": self.names.service_name,
@@ -73,20 +99,24 @@ class ModelSpec:
 
 # --- validation ----------------------------------------------------------------------------------------------------
 
-def default_port(repo: Repo) -> int:
-    """The lowest free port above the highest LLM container port of components.tsv."""
-    llm_ports = [p for name, p in repo.tsv_ports.items() if is_llm_container(name)]
-    port, taken = max(llm_ports, default=8129) + 1, taken_ports(repo)
+def free_port_above(repo: Repo, port: int) -> int:
+    taken = taken_ports(repo)
+    port += 1
     while port in taken:
         port += 1
     return port
 
 
+def default_port(repo: Repo) -> int:
+    """The lowest free port above the highest LLM container port of components.tsv."""
+    return free_port_above(repo, max((p for name, p in repo.tsv_ports.items() if is_llm_container(name)), default=8129))
+
+
 def name_uses(repo: Repo, names: LLMNames) -> list[str]:
     uses = []
-    if names.container in repo.tsv_ports:
+    if names.container in repo.tsv_ports or names.engine in repo.tsv_ports:
         uses.append(TSV)
-    uses += [f"assistant_dists/{d}" for d in repo.dists if names.container in repo.components(d)]
+    uses += [f"assistant_dists/{d}" for d in repo.dists if {names.container, names.engine} & set(repo.components(d))]
     for rel in (names.service_config_dir, names.gen_config_path):
         if (repo.root / rel).exists():
             uses.append(rel)
@@ -95,6 +125,36 @@ def name_uses(repo: Repo, names: LLMNames) -> list[str]:
     if any(host_port(url)[0] == names.container for url in repo.envvars):
         uses.append(ENVVARS)
     return uses
+
+
+def _option(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def validate_engine(spec: ModelSpec) -> None:
+    """The vLLM options, given only with --engine vllm; fills in their defaults."""
+    if spec.engine not in ENGINES:
+        raise Refused(f"--engine must be one of {', '.join(ENGINES)}, not {spec.engine!r}")
+    if not spec.vllm:
+        given = [_option(name) for name in VLLM_OPTIONS if getattr(spec, name) is not None]
+        if given:
+            raise Refused(f"{', '.join(given)} only with --engine vllm")
+        return
+    if not spec.model:
+        raise Refused("--engine vllm needs --model: a hub id or a folder the vLLM container sees")
+    if spec.adapter:
+        raise Refused("--adapter is for --engine transformers (vLLM serves LoRA adapters with its own --lora-modules)")
+    if not spec.gpu_memory:
+        raise Refused("--engine vllm runs on GPUs: give --gpu-memory")
+    defaults = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "nodes": 1, "max_model_len": spec.max_tokens}
+    for name, default in defaults.items():
+        value = default if getattr(spec, name) is None else getattr(spec, name)
+        if value < 1:
+            raise Refused(f"{_option(name)} must be at least 1, not {value}")
+        setattr(spec, name, value)
+    if (spec.tensor_parallel_size * spec.pipeline_parallel_size) % spec.nodes:
+        raise Refused(f"tensor x pipeline parallel size {spec.tensor_parallel_size}x{spec.pipeline_parallel_size} "
+                      f"is no whole number of GPUs on each of --nodes {spec.nodes}")
 
 
 def validate(repo: Repo, spec: ModelSpec) -> None:
@@ -116,8 +176,9 @@ def validate(repo: Repo, spec: ModelSpec) -> None:
     for var in spec.forward:
         if not re.match(r"^[A-Z][A-Z0-9_]*$", var):
             raise Refused(f"--forward {var!r} is not an env var name (UPPER_CASE)")
-    if spec.proxy_host is not None and not re.match(r"^[\w.-]+$", spec.proxy_host):
-        raise Refused(f"--proxy-host {spec.proxy_host!r} is not a host name")
+    for host in spec.proxy_hosts:
+        if not re.match(r"^[\w.-]+$", host):
+            raise Refused(f"--proxy-host {host!r} is not a host name")
     if any("\n" in text for text in (spec.model, spec.license, spec.size, spec.adapter or "")):
         raise Refused("model, licence, size and adapter must be one line")
     if spec.generation_config is not None:
@@ -130,11 +191,16 @@ def validate(repo: Repo, spec: ModelSpec) -> None:
     uses = name_uses(repo, spec.names)
     if uses:
         raise Refused(f"{spec.names.container} is already taken: {', '.join(uses)}")
-    if not 1024 <= spec.port <= 65535:
-        raise Refused(f"port {spec.port} is outside 1024..65535")
-    if spec.port in taken_ports(repo):
-        owner = [names for _, port, names in repo.tsv_rows if port == str(spec.port)]
-        raise Refused(f"port {spec.port} is already taken{f' by {owner[0]}' if owner and owner[0] else ''}")
+    for what, port in (("port", spec.port), ("--engine-port", spec.engine_port if spec.vllm else None)):
+        if port is None:
+            continue
+        if not 1024 <= port <= 65535:
+            raise Refused(f"{what} {port} is outside 1024..65535")
+        if port in taken_ports(repo):
+            owner = [names for _, taken, names in repo.tsv_rows if taken == str(port)]
+            raise Refused(f"{what} {port} is already taken{f' by {owner[0]}' if owner and owner[0] else ''}")
+    if spec.vllm and spec.engine_port == spec.port:
+        raise Refused(f"--engine-port {spec.engine_port} is the LLM container's own port")
 
 
 # --- plans ----------------------------------------------------------------------------------------------------------
@@ -153,8 +219,11 @@ def _card_path(repo: Repo) -> str:
 
 def plan_add(root, spec: ModelSpec) -> Changes:
     repo = Repo(root)
+    validate_engine(spec)
     if spec.port is None:
         spec.port = default_port(repo)
+    if spec.vllm and spec.engine_port is None:
+        spec.engine_port = free_port_above(repo, spec.port)
     validate(repo, spec)
     names, host = spec.names, spec.names.host(spec.port)
     changes: Changes = {}
@@ -171,16 +240,24 @@ def plan_add(root, spec: ModelSpec) -> Changes:
             raise Refused(f"{rel}: the edit could not be undone byte for byte; edit this file by hand")
         changes[rel] = after
 
-    edit(TSV, lambda t: edits.add_tsv_row(t, spec.port, names.container),
-         lambda t: edits.remove_tsv_row(t, spec.port, names.container))
-    overlays = [("docker-compose.override.yml", templates.override_entry), ("dev.yml", templates.dev_entry),
-                ("cpu.yml", templates.cpu_entry)]
-    if spec.proxy_host:
-        overlays.append(("proxy.yml", templates.proxy_entry))
+    rows = [(spec.port, names.container)] + ([(spec.engine_port, names.engine)] if spec.vllm else [])
+    for port, name in rows:
+        edit(TSV, lambda t, p=port, n=name: edits.add_tsv_row(t, p, n),
+             lambda t, p=port, n=name: edits.remove_tsv_row(t, p, n))
+    overlays = [("docker-compose.override.yml", templates.override_entry, names.container),
+                ("dev.yml", templates.dev_entry, names.container), ("cpu.yml", templates.cpu_entry, names.container)]
+    if spec.proxy_hosts:
+        overlays.append(("proxy.yml", templates.proxy_entry, names.container))
+    if spec.vllm:  # the engine after its front; off where the front runs the model itself or is proxied
+        overlays += [("docker-compose.override.yml", templates.engine_override_entry, names.engine),
+                     ("dev.yml", templates.engine_dev_entry, names.engine),
+                     ("cpu.yml", templates.engine_off_entry, names.engine)]
+        if spec.proxy_hosts:
+            overlays.append(("proxy.yml", templates.engine_off_entry, names.engine))
     for dist in spec.dists:
-        for name, render in overlays:
+        for name, render, container in overlays:
             edit(repo.dist_file(dist, name), lambda t, r=render: edits.add_service(t, r(spec)),
-                 lambda t: edits.remove_service(t, names.container))
+                 lambda t, c=container: edits.remove_service(t, c))
         edit(repo.dist_file(dist, "docker-compose.override.yml"), lambda t: edits.add_wait_host(t, host),
              lambda t: edits.remove_wait_host(t, host))
     edit(ENVVARS, lambda t: edits.add_envvars(t, spec.url, spec.forward),
@@ -216,12 +293,15 @@ def plan_remove(root, short: str) -> Changes:
         except edits.EditError as err:
             raise Refused(f"{rel}: {err}") from None
 
-    edit(TSV, lambda t: edits.remove_tsv_row(t, port, container))
+    removed = [container] + ([names.engine] if names.engine in repo.tsv_ports else [])
+    for name in removed:
+        edit(TSV, lambda t, n=name: edits.remove_tsv_row(t, repo.tsv_ports[n], n))
     for dist in repo.dists:
-        for name in DIST_FILES:
-            rel = repo.dist_file(dist, name)
-            if container in repo.services(rel):
-                edit(rel, lambda t: edits.remove_service(t, container))
+        for file in DIST_FILES:
+            rel = repo.dist_file(dist, file)
+            for name in removed:
+                if name in repo.services(rel):
+                    edit(rel, lambda t, n=name: edits.remove_service(t, n))
         if container in repo.components(dist):
             edit(repo.dist_file(dist, DIST_FILES[0]), lambda t: edits.remove_wait_host(t, host))
     if url in repo.envvars:

@@ -7,18 +7,23 @@ a missing file or a folder has no line.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from .lines import Problem
-from .naming import ADAPTER, GEN_CONFIGS, LLMNames
+from .naming import ADAPTER, ENGINE, ENGINE_MODEL, ENGINE_OFF, ENGINE_URL, GEN_CONFIGS, LLMNames
 from .ports import port_uses
-from .repo import (DIST_FILES, ENVVARS, MODELS_MD, ROOT_COMPOSE, TSV, WAIT_HOSTS_AT, Repo, adapter_env, build_args,
-                   build_args_at, environment, host_port, norm_values)
+from .repo import (DIST_FILES, ENVVARS, MODELS_MD, ROOT_COMPOSE, TSV, WAIT_HOSTS_AT, Repo, build_args, build_args_at,
+                   command_flags, environment, gpu_count, host_port, norm_values, run_env)
 
 CARD_KEYS = (
     "name", "display_name", "component_type", "model_type", "is_customizable", "author", "description",
     "ram_usage", "gpu_usage", "group", "connector", "dialog_formatter", "response_formatter", "previous_services",
     "required_previous_services", "state_manager_method", "tags", "endpoint", "service", "date_created",
 )
+# The card of an LLM container in front of an engine container also carries the engine's settings; each key is
+# the engine command's flag of that name (`nodes`: the Ray cluster's hosts, see MODELS.md).
+ENGINE_CARD_KEYS = ("container", "image", "served_model_name", "tensor_parallel_size", "pipeline_parallel_size",
+                    "max_model_len", "nodes")
 EXTRA_GEN_KEYS = {"replacement"}  # ours, applied to the prompt; not a transformers argument
 
 
@@ -30,9 +35,19 @@ def _diff(a, b) -> list[str]:
     return []
 
 
-def _adapter_at(spec: dict) -> tuple:
-    """Key path of a container's adapter line from the container: in its environment, else the container itself."""
-    return ("environment", ADAPTER) if adapter_env(spec) else ()
+def _run_env_at(spec: dict, keys) -> tuple:
+    """Key path of the first of a container's `keys` lines (run env) that its environment has, else of itself."""
+    env = run_env(spec)
+    return next((("environment", key) for key in keys if key in env), ())
+
+
+def _run_env_diff(a: dict, b: dict) -> list[str]:
+    return [key for key in {**a, **b} if a.get(key) != b.get(key)]
+
+
+def _switched_off(spec: dict) -> bool:
+    """The whole overlay entry is `profiles: [off]`: compose does not start the container."""
+    return set(spec) == {"profiles"} and spec["profiles"] == [ENGINE_OFF]
 
 
 def check_components_tsv(root) -> list[Problem]:
@@ -72,13 +87,14 @@ def check_ports(root) -> list[Problem]:
 
 
 def check_wait_hosts(root) -> list[Problem]:
-    """The agent waits for exactly the containers of its dist (root compose included)."""
+    """The agent waits for exactly the containers of its dist (root compose included) but the engines: cpu.yml and
+    proxy.yml switch those off, and each front's /health says whether its engine answers."""
     repo, problems = Repo(root), []
     for dist in repo.dists:
         override = repo.dist_file(dist, DIST_FILES[0])
         agent = repo.services(override).get("agent") or {}
         listed = {host.partition(":")[0]: host for host in repo.wait_hosts(dist)}
-        expected = (set(repo.root_services) | set(repo.components(dist))) - {"agent"}
+        expected = (set(repo.root_services) | set(repo.components(dist))) - {"agent"} - set(repo.engines(dist))
         for name in sorted(expected - set(listed)):
             problems.append(repo.problem(override, f"WAIT_HOSTS lacks {name}", *WAIT_HOSTS_AT))
         for name in sorted(set(listed) - expected):
@@ -91,10 +107,12 @@ def check_wait_hosts(root) -> list[Problem]:
 
 
 def check_dist_overlays(root) -> list[Problem]:
-    """dev/cpu/proxy only touch known containers; dev covers all; cpu.yml makes every LLM float32 on CPU."""
+    """dev/cpu/proxy only touch known containers; dev covers all; cpu.yml makes every LLM float32 on CPU, the ones
+    in front of an engine running the model themselves, and switches the (GPU) engines off; proxy.yml switches off
+    the engines of the fronts it proxies and replaces nothing else but by the proxy."""
     repo, problems = Repo(root), []
     for dist in repo.dists:
-        comps = repo.components(dist)
+        comps, fronts = repo.components(dist), repo.fronts(dist)
         for overlay in DIST_FILES[1:]:
             path = repo.dist_file(dist, overlay)
             if not (repo.root / path).exists():
@@ -114,44 +132,58 @@ def check_dist_overlays(root) -> list[Problem]:
                         key = "HALF_PRECISION" if env.get("CUDA_VISIBLE_DEVICES") == "" else "CUDA_VISIBLE_DEVICES"
                         message = f'{name} needs CUDA_VISIBLE_DEVICES: "" and HALF_PRECISION: 0'
                         problems.append(repo.problem(path, message, "services", name, "environment", key))
+                    if name in fronts and env.get(ENGINE) != "transformers":
+                        problems.append(repo.problem(path, f"{name} needs {ENGINE}: transformers (its engine "
+                                                     f"{fronts[name]} is off on CPU)", "services", name))
+                off = set(repo.engines(dist))
             if overlay == "proxy.yml":
+                off = {fronts[name] for name in services if name in fronts}
                 for name, spec in services.items():
                     context = ((spec.get("build") or {}).get("context") or "").strip("./")
-                    if context != "proxy":
+                    if context != "proxy" and name not in off:
                         problems.append(repo.problem(path, f"{name} is not built from proxy/",
                                                      "services", name, "build", "context"))
+            if overlay in ("cpu.yml", "proxy.yml"):
+                for name in sorted(off):
+                    if not _switched_off(services.get(name) or {}):
+                        problems.append(repo.problem(path, f"{name} must be switched off here: only "
+                                                     f"`profiles: [{ENGINE_OFF}]`", "services", name))
     return problems
 
 
 def check_same_definition(root) -> list[Problem]:
-    """A container used by several dists is one component: same build args, command and adapter everywhere."""
+    """A container used by several dists is one component: same image or build args, command, deploy, adapter and
+    engine everywhere."""
     repo, problems = Repo(root), []
     for name, specs in repo.all_components.items():
         (dist0, spec0), *rest = specs
         for dist, spec in rest:
-            for key in ("build", "command"):
+            for key in ("image", "build", "entrypoint", "command", "deploy"):
                 if spec.get(key) != spec0.get(key):
                     problems.append(repo.problem(repo.dist_file(dist, DIST_FILES[0]),
                                                  f"{name}: {key} differs from assistant_dists/{dist0}",
                                                  "services", name, key, *_diff(spec.get(key), spec0.get(key))))
-            if adapter_env(spec) != adapter_env(spec0):
+            if (keys := _run_env_diff(run_env(spec), run_env(spec0))):
                 problems.append(repo.problem(repo.dist_file(dist, DIST_FILES[0]),
-                                             f"{name}: {ADAPTER} differs from assistant_dists/{dist0}",
-                                             "services", name, *_adapter_at(spec)))
+                                             f"{name}: {', '.join(keys)} differs from assistant_dists/{dist0}",
+                                             "services", name, *_run_env_at(spec, keys)))
     return problems
 
 
 def check_service_configs(root) -> list[Problem]:
     """service_configs/<container>/{environment,service}.yml mirror the compose definition (environment.yml: the
-    build args and any adapter)."""
+    build args and the run env: adapter, engine) of every container built here (an engine has none)."""
     repo, problems = Repo(root), []
     proxies = {}
     for dist in repo.dists:
-        proxies.update(repo.services(repo.dist_file(dist, "proxy.yml")))
+        proxies.update({name: spec for name, spec in repo.services(repo.dist_file(dist, "proxy.yml")).items()
+                        if not _switched_off(spec)})
     for name, specs in repo.all_components.items():
         spec = specs[0][1]
+        if repo.is_engine(spec):
+            continue
         base = repo.service_config_dir(name)
-        args, adapter = build_args(spec), adapter_env(spec)
+        args, adapter = build_args(spec), run_env(spec)
         env_path, svc_path = f"{base}/environment.yml", f"{base}/service.yml"
         if not (repo.root / env_path).exists() or not (repo.root / svc_path).exists():
             problems.append(Problem(base, f"{name}: environment.yml or service.yml missing"))
@@ -159,7 +191,8 @@ def check_service_configs(root) -> list[Problem]:
         env, wanted = norm_values(repo.read_yaml(env_path)), {**args, **adapter}
         if env != wanted:
             diff = sorted(k for k in env.keys() | wanted.keys() if env.get(k) != wanted.get(k))
-            what = f"build args and {ADAPTER}" if adapter or ADAPTER in env else "build args"
+            extra = [key for key in {**adapter, **env} if key not in args]
+            what = " and ".join(["build args", *extra])
             problems.append(repo.problem(env_path, f"{name}: differs from its {what} in {', '.join(diff)}",
                                          *_diff(env, wanted)))
         svc = repo.read_yaml(svc_path)
@@ -171,9 +204,9 @@ def check_service_configs(root) -> list[Problem]:
             at = ("build", "args", *_diff(compose_args, args)) if compose_args != args else ("command",)
             problems.append(repo.problem(svc_path, f"{name}: compose build args or command differ from the dist's",
                                          "compose", *at))
-        if adapter_env(compose) != adapter:
-            problems.append(repo.problem(svc_path, f"{name}: compose {ADAPTER} differs from the dist's",
-                                         "compose", *_adapter_at(compose)))
+        if (keys := _run_env_diff(run_env(compose), adapter)):
+            problems.append(repo.problem(svc_path, f"{name}: compose {', '.join(keys)} differs from the dist's",
+                                         "compose", *_run_env_at(compose, keys)))
         if svc.get("proxy") != proxies.get(name):
             problems.append(repo.problem(svc_path, f"{name}: proxy differs from proxy.yml",
                                          "proxy", *_diff(svc.get("proxy"), proxies.get(name))))
@@ -184,11 +217,12 @@ def check_service_configs(root) -> list[Problem]:
 
 
 def check_cards(root) -> list[Problem]:
-    """One card per container, exact keys, pointing at its service config; its description names any adapter."""
+    """One card per container built here, exact keys (`engine` where it fronts one), pointing at its service config;
+    its description names any adapter."""
     repo, problems, by_service = Repo(root), [], {}
     for path, card in repo.cards.items():
-        if set(card) != set(CARD_KEYS):
-            extra, missing = sorted(set(card) - set(CARD_KEYS)), sorted(set(CARD_KEYS) - set(card))
+        if set(card) - {"engine"} != set(CARD_KEYS):
+            extra, missing = sorted(set(card) - set(CARD_KEYS) - {"engine"}), sorted(set(CARD_KEYS) - set(card))
             problems.append(repo.problem(path, f"keys differ: missing {missing}, unexpected {extra}", *extra[:1]))
         url = (card.get("connector") or {}).get("url", "")
         service = card.get("service") or ""
@@ -199,10 +233,12 @@ def check_cards(root) -> list[Problem]:
         if card.get("endpoint") and not url.endswith(f"/{card['endpoint']}"):
             problems.append(repo.problem(path, f"connector url {url} does not end with endpoint {card['endpoint']}",
                                          "connector", "url"))
-        adapter = adapter_env(repo.all_components[host][0][1]).get(ADAPTER) if host in repo.all_components else None
+        adapter = run_env(repo.all_components[host][0][1]).get(ADAPTER) if host in repo.all_components else None
         if adapter and adapter not in " ".join(str(card.get("description", "")).split()):
             problems.append(repo.problem(path, f"description does not name {host}'s adapter {adapter}", "description"))
-    for name in repo.all_components:
+    for name, specs in repo.all_components.items():
+        if repo.is_engine(specs[0][1]):
+            continue
         service = repo.service_config_dir(name)
         cards = by_service.get(service, [])
         message = f"{name}: {len(cards)} cards with service {service}"
@@ -321,10 +357,94 @@ def check_skill_llm_urls(root) -> list[Problem]:
     return problems
 
 
+def _engine_settings(spec: dict) -> dict:
+    """The card's `engine` values, as the engine container's image, command and GPU reservation say them."""
+    flags = command_flags(spec)
+    return {"image": spec.get("image"), "served_model_name": flags.get("--served-model-name"),
+            "tensor_parallel_size": flags.get("--tensor-parallel-size", "1"),
+            "pipeline_parallel_size": flags.get("--pipeline-parallel-size", "1"),
+            "max_model_len": flags.get("--max-model-len"),
+            "ray": flags.get("--distributed-executor-backend") == "ray", "gpus": gpu_count(spec)}
+
+
+def _check_engine_card(repo: Repo, path: str, card: dict, engine: str, spec: dict) -> list[Problem]:
+    """The card's `engine` names `engine` and agrees with its definition."""
+    settings = card.get("engine")
+    if not isinstance(settings, dict):
+        return [repo.problem(path, f"no `engine` mapping with the settings of {engine}", "connector")]
+    if set(settings) != set(ENGINE_CARD_KEYS):
+        extra, missing = sorted(set(settings) - set(ENGINE_CARD_KEYS)), sorted(set(ENGINE_CARD_KEYS) - set(settings))
+        return [repo.problem(path, f"engine keys differ: missing {missing}, unexpected {extra}", "engine")]
+    values = {key: str(value) for key, value in settings.items()}
+    have = _engine_settings(spec)
+    try:
+        tp, pp, nodes = (int(settings[key]) for key in ("tensor_parallel_size", "pipeline_parallel_size", "nodes"))
+    except (TypeError, ValueError):
+        return [repo.problem(path, "engine sizes must be whole numbers", "engine")]
+    wanted = {"container": engine, **{key: str(have[key]) for key in ENGINE_CARD_KEYS[1:-1]}}
+    problems = [repo.problem(path, f"engine {key} is {values[key]}, {engine} says {value}", "engine", key)
+                for key, value in wanted.items() if values[key] != value]
+    if have["ray"] != (nodes > 1):
+        problems.append(repo.problem(path, f"engine nodes is {nodes}: {engine} must "
+                                     f"{'' if nodes > 1 else 'not '}run --distributed-executor-backend ray",
+                                     "engine", "nodes"))
+    if nodes < 1 or (tp * pp) % nodes or have["gpus"] != tp * pp // nodes:
+        problems.append(repo.problem(path, f"{engine} reserves {have['gpus']} GPUs; tensor x pipeline parallel "
+                                     f"{tp}x{pp} on {nodes} node(s) needs {tp * pp / max(nodes, 1):g} per node",
+                                     "engine", "tensor_parallel_size"))
+    return problems
+
+
+def check_engines(root) -> list[Problem]:
+    """Every ENGINE_URL in any compose file of a dist is `http://<container>:<port>/v1` of another container of the
+    dist (its port: check_ports); ENGINE=openai comes with an ENGINE_URL; every engine container has a front,
+    whose ENGINE_MODEL is the engine's served name and whose card's `engine` agrees with the engine's image,
+    command and GPU reservation."""
+    repo, problems = Repo(root), []
+    fronted = {}
+    for dist in repo.dists:
+        comps, fronts = repo.components(dist), repo.fronts(dist)
+        override = repo.dist_file(dist, DIST_FILES[0])
+        for file in DIST_FILES:
+            path = repo.dist_file(dist, file)
+            for name, spec in repo.services(path).items():
+                own = environment(spec)
+                env = {**environment(comps.get(name) or {}), **own}
+                if own.get(ENGINE) == "openai" and not env.get(ENGINE_URL):
+                    problems.append(repo.problem(path, f"{name}: {ENGINE}=openai needs an {ENGINE_URL}",
+                                                 "services", name, "environment", ENGINE))
+                if (url := own.get(ENGINE_URL)) is None:
+                    continue
+                host, parts, at = host_port(url)[0], urlsplit(url), ("services", name, "environment", ENGINE_URL)
+                if host == name or host not in comps or not (repo.is_engine(comps[host]) or repo.is_llm(comps[host])):
+                    problems.append(repo.problem(path, f"{name}: {ENGINE_URL} {url}: {host or '(no host)'} is no "
+                                                 "engine or LLM container of this dist", *at))
+                if parts.scheme != "http" or parts.path.rstrip("/") != "/v1":
+                    problems.append(repo.problem(path, f"{name}: {ENGINE_URL} {url} is not "
+                                                 "http://<container>:<port>/v1", *at))
+        for engine in sorted(set(repo.engines(dist)) - set(fronts.values())):
+            problems.append(repo.problem(override, f"{engine}: no container's {ENGINE_URL} names it",
+                                         "services", engine))
+        for front, engine in fronts.items():
+            model, served = environment(comps[front]).get(ENGINE_MODEL), _engine_settings(comps[engine])
+            if model is not None and model != served["served_model_name"]:
+                problems.append(repo.problem(override, f"{front}: {ENGINE_MODEL} {model} is not {engine}'s "
+                                             f"--served-model-name {served['served_model_name']}",
+                                             "services", front, "environment", ENGINE_MODEL))
+            fronted[front] = (engine, comps[engine])
+    for path, card in repo.cards.items():
+        front = host_port((card.get("connector") or {}).get("url", ""))[0]
+        if front in fronted:
+            problems += _check_engine_card(repo, path, card, *fronted[front])
+        elif "engine" in card:
+            problems.append(repo.problem(path, f"{front} fronts no engine container", "engine"))
+    return problems
+
+
 CHECKS = (
     check_components_tsv, check_ports, check_wait_hosts, check_dist_overlays, check_same_definition,
     check_service_configs, check_cards, check_models_md, check_envvars_to_send, check_generative_configs,
-    check_pipelines, check_skill_llm_urls,
+    check_pipelines, check_skill_llm_urls, check_engines,
 )
 
 

@@ -9,11 +9,17 @@ from dataclasses import dataclass
 SERVICE_DIR = "services/transformers_lm"  # the one service every LLM container is built from
 DOCKERFILE = f"{SERVICE_DIR}/Dockerfile"
 GEN_CONFIGS = "common/generative_configs"
-# An LLM container's PEFT adapter: set in its compose `environment` (the image has no build arg for it), and in
-# its environment.yml next to the build args.
+# An LLM container's settings that the image has no build arg for: set in its compose `environment`, and in its
+# environment.yml next to the build args. A PEFT adapter, and the engine server it fronts (ENGINE=openai).
 ADAPTER = "ADAPTER_NAME_OR_PATH"
+ENGINE, ENGINE_URL, ENGINE_MODEL = "ENGINE", "ENGINE_URL", "ENGINE_MODEL"
+RUN_ENV = (ADAPTER, ENGINE, ENGINE_URL, ENGINE_MODEL)
+# The engine container `add-model --engine vllm` writes: vLLM's official OpenAI server image, pinned.
+VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+ENGINE_OFF = "engine-off"  # the compose profile no launch command names: cpu.yml and proxy.yml switch engines off
 SHORT = re.compile(r"[a-z][a-z0-9]{0,39}")
 _CONTAINER_PREFIX = "transformers-lm-"
+_ENGINE_PREFIX = "vllm-"
 _SERVICE_PREFIX = "transformers_lm_"
 
 
@@ -29,6 +35,11 @@ def service_config_dir(service_dir: str, container: str) -> str:
 
 def is_llm_container(name: str) -> bool:
     return name.startswith(_CONTAINER_PREFIX)
+
+
+def is_model_container(name: str) -> bool:
+    """An LLM container or the engine container behind one: new ones are written after the last of these."""
+    return name.startswith((_CONTAINER_PREFIX, _ENGINE_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,15 @@ class LLMNames:
     @property
     def service_config_dir(self) -> str:
         return service_config_dir(SERVICE_DIR, self.container)
+
+    @property
+    def engine(self) -> str:
+        """The vLLM container behind the LLM container (add-model --engine vllm)."""
+        return f"{_ENGINE_PREFIX}{self.short}"
+
+    def engine_url(self, port: int) -> str:
+        """The front's ENGINE_URL: the engine's OpenAI API base."""
+        return f"http://{self.engine}:{port}/v1"
 
     def host(self, port: int) -> str:
         """`container:port`, as WAIT_HOSTS lists it."""

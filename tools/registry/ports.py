@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
-from .repo import (DIST_FILES, ENVVARS, ROOT_COMPOSE, WAIT_HOSTS_AT, Repo, build_args, build_args_at, environment,
-                   host_port)
+from .naming import ENGINE_URL
+from .repo import (DIST_FILES, ENVVARS, ROOT_COMPOSE, WAIT_HOSTS_AT, Repo, build_args, build_args_at, command_flags,
+                   environment, host_port, proxy_passes)
 
-_BIND = re.compile(r"-b\s+[\w.]+:(\d+)")
+_BIND = re.compile(r"-b\s+[\w.]+:(\d+)")  # gunicorn's; an engine server's command says `--port N`
+
+
+def command_port(spec: dict) -> int | None:
+    """The port a container's command serves on."""
+    m = _BIND.search(str(spec.get("command", "")))
+    port = m.group(1) if m else command_flags(spec).get("--port", "")
+    return int(port) if port.isdigit() else None
 
 
 def port_uses(repo: Repo) -> list[tuple[str, int, str, int | None, str]]:
@@ -38,14 +46,22 @@ def port_uses(repo: Repo) -> list[tuple[str, int, str, int | None, str]]:
                 if (url := args.get("DEFAULT_LM_SERVICE_URL")):
                     use(override, *host_port(url), "DEFAULT_LM_SERVICE_URL", *build_args_at(name),
                         "DEFAULT_LM_SERVICE_URL")
-            m = _BIND.search(str(spec.get("command", "")))
-            use(override, name, int(m.group(1)) if m else None, "command bind port", "services", name, "command")
+            use(override, name, command_port(spec), "command bind port", "services", name, "command")
         published(repo.dist_file(dist, "dev.yml"))
+        for file in DIST_FILES:
+            path = repo.dist_file(dist, file)
+            for name, spec in repo.services(path).items():
+                if (url := environment(spec).get(ENGINE_URL)):
+                    use(path, *host_port(url), ENGINE_URL, "services", name, "environment", ENGINE_URL)
         proxy = repo.dist_file(dist, "proxy.yml")
         for name, spec in repo.services(proxy).items():
             env, at = environment(spec), ("services", name, "environment")
+            if "PORT" not in env and "PROXY_PASS" not in env:  # an engine the proxied model needs no more
+                continue
             use(proxy, name, int(env["PORT"]) if env.get("PORT", "").isdigit() else None, "PORT", *at, "PORT")
-            use(proxy, name, host_port(env.get("PROXY_PASS", ""))[1], "PROXY_PASS port", *at, "PROXY_PASS")
+            # Every replica serves the container's own port (the remote hosts run the same dist).
+            for upstream in proxy_passes(env.get("PROXY_PASS", "")) or [""]:
+                use(proxy, name, host_port(upstream)[1], "PROXY_PASS port", *at, "PROXY_PASS")
     for path, card in repo.cards.items():
         use(path, *host_port((card.get("connector") or {}).get("url", "")), "connector url", "connector", "url")
     for url in repo.envvars:

@@ -4,6 +4,8 @@ envvars_to_send.json, pipelines and MODELS.md, plus the compose value helpers th
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,7 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .lines import Problem, locate
-from .naming import ADAPTER, DOCKERFILE, respond_url, service_config_dir
+from .naming import DOCKERFILE, ENGINE_URL, RUN_ENV, respond_url, service_config_dir
 
 ROOT_COMPOSE = "docker-compose.yml"
 TSV = "components.tsv"
@@ -37,10 +39,31 @@ def build_args(spec: dict) -> dict:
     return norm_values((spec.get("build") or {}).get("args"))
 
 
-def adapter_env(spec: dict) -> dict:
-    """`{ADAPTER_NAME_OR_PATH: value}` where the container's environment sets it, else {}."""
+def run_env(spec: dict) -> dict:
+    """The `RUN_ENV` settings (adapter, engine) the container's environment sets, in `RUN_ENV` order."""
     env = environment(spec)
-    return {ADAPTER: env[ADAPTER]} if ADAPTER in env else {}
+    return {key: env[key] for key in RUN_ENV if key in env}
+
+
+def command_flags(spec: dict) -> dict[str, str]:
+    """`--flag value` / `--flag=value` pairs of the container's command ("" for a flag without a value)."""
+    command = spec.get("command") or []
+    args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
+    flags = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            has_value = not eq and i + 1 < len(args) and not args[i + 1].startswith("--")
+            flags[name] = value if eq else args[i + 1] if has_value else ""
+    return flags
+
+
+def gpu_count(spec: dict) -> int:
+    """GPUs the container reserves (`deploy.resources.reservations.devices`)."""
+    reservations = ((spec.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
+    counts = [str(device.get("count", 0)) for device in reservations.get("devices") or []
+              if "gpu" in (device.get("capabilities") or [])]
+    return sum(int(count) for count in counts if count.isdigit())  # `count: all` is no number to compare
 
 
 def build_args_at(name: str) -> tuple[str, ...]:
@@ -50,7 +73,15 @@ def build_args_at(name: str) -> tuple[str, ...]:
 
 def host_port(url: str) -> tuple[str, int | None]:
     parts = urlsplit(url if "//" in url else f"//{url}")
-    return parts.hostname or "", parts.port
+    try:
+        return parts.hostname or "", parts.port
+    except ValueError:  # a port that is no number
+        return parts.hostname or "", None
+
+
+def proxy_passes(value: str) -> list[str]:
+    """The `host:port` upstreams of a proxy's PROXY_PASS: comma- or space-separated (proxy/README.md)."""
+    return [item for item in re.split(r"[,\s]+", value) if item]
 
 
 class Repo:
@@ -115,6 +146,22 @@ class Repo:
     @staticmethod
     def is_llm(spec: dict) -> bool:
         return (spec.get("build") or {}).get("dockerfile", "").lstrip("./") == DOCKERFILE
+
+    @staticmethod
+    def is_engine(spec: dict) -> bool:
+        """An engine server run from its own image (vLLM), not built from this repo: a front's ENGINE_URL names it;
+        it has no card or service config of its own (the front's card carries its settings)."""
+        return bool(spec.get("image")) and not spec.get("build")
+
+    def engines(self, dist: str) -> dict[str, dict]:
+        return {name: spec for name, spec in self.components(dist).items() if self.is_engine(spec)}
+
+    def fronts(self, dist: str) -> dict[str, str]:
+        """LLM container -> the engine container of this dist its ENGINE_URL names (in the dist's override)."""
+        engines = self.engines(dist)
+        hosts = {name: host_port(environment(spec).get(ENGINE_URL, ""))[0]
+                 for name, spec in self.components(dist).items() if self.is_llm(spec)}
+        return {name: host for name, host in hosts.items() if host in engines}
 
     @staticmethod
     def service_dir(spec: dict) -> str:

@@ -1,7 +1,8 @@
 """The status (and Retry-After) each exception of the service and the engine answers with over HTTP."""
 from common.http import HTTPError
 
-from ..engine.errors import EngineStopped, GenerationFailed, GenerationTimeout, QueueFull
+from ..engine.errors import (EngineFailed, EngineRejected, EngineStopped, EngineUnavailable, GenerationFailed,
+                             GenerationTimeout, QueueFull)
 from ..errors import ClientGone, InvalidField, NotReady, SampleFailed
 
 # Exception type -> (status, Retry-After seconds or None). 499 is nginx's "client closed request", for the log.
@@ -13,6 +14,9 @@ STATUSES = {
     EngineStopped: (503, 5),
     GenerationTimeout: (504, None),
     GenerationFailed: (500, None),
+    EngineRejected: (400, None),
+    EngineFailed: (502, None),
+    EngineUnavailable: (503, 5),
 }
 
 

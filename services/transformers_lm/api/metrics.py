@@ -17,8 +17,10 @@ UNMATCHED = "unmatched"  # the endpoint label of 404/405 answers: raw paths woul
 
 
 class Metrics:
-    def __init__(self, queue_length=lambda: 0):
-        """`queue_length()`: how many samples wait for the model, read at every scrape."""
+    def __init__(self, queue_length=lambda: 0, in_flight=lambda: 0, running=lambda: 0, capacity: int = 0):
+        """Read at every scrape, the requests at each stage: `in_flight()` admitted at the door (api/door.py),
+        of at most `capacity`; `queue_length()` samples of theirs waiting for the model; `running()` sequences
+        being generated."""
         self.registry = CollectorRegistry()
         self.requests = Counter(f"{PREFIX}_requests", "HTTP requests by endpoint and status",
                                 ["endpoint", "status"], registry=self.registry)
@@ -27,6 +29,14 @@ class Metrics:
         self.queue_length = Gauge(f"{PREFIX}_queue_length", "samples waiting for the model",
                                   registry=self.registry)
         self.queue_length.set_function(queue_length)
+        self.in_flight = Gauge(f"{PREFIX}_requests_in_flight", "requests admitted at the door, not answered yet",
+                               registry=self.registry)
+        self.in_flight.set_function(in_flight)
+        self.capacity = Gauge(f"{PREFIX}_capacity", "requests the door admits at once (429 past)",
+                              registry=self.registry)
+        self.capacity.set(capacity)
+        self.running = Gauge(f"{PREFIX}_running_sequences", "sequences being generated", registry=self.registry)
+        self.running.set_function(running)
         self.batch_size = Histogram(f"{PREFIX}_batch_size", "rows per generate() call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.tokens = Counter(f"{PREFIX}_generated_tokens", "tokens generated", registry=self.registry)
@@ -37,6 +47,10 @@ class Metrics:
                                         registry=self.registry)
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "time from request to first generated token",
                               buckets=TTFT_BUCKETS, registry=self.registry)
+
+        self.upstream = Histogram(f"{PREFIX}_upstream_request_seconds", "ENGINE=openai: requests to the server "
+                                  "by outcome (ok, or the error's kind)", ["outcome"], buckets=LATENCY_BUCKETS,
+                                  registry=self.registry)
 
     def count_request(self, endpoint: str, status: int):
         self.requests.labels(endpoint, str(status)).inc()
@@ -59,6 +73,9 @@ class Metrics:
 
     def observe_ttft(self, seconds: float):
         self.ttft.observe(seconds)
+
+    def observe_upstream(self, seconds: float, outcome: str):
+        self.upstream.labels(outcome).observe(seconds)
 
     def render(self) -> tuple:
         """(body, content type) of a scrape in Prometheus' text format."""

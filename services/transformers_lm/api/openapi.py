@@ -26,16 +26,23 @@ HAND_WRITTEN = {
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"enum": ["ok", "loading", "error"]}, "error": NULLABLE_STRING,
                               "model": STRING, "device": STRING, "window": {"type": "integer"},
+                              "engine": {"enum": ["transformers", "openai"]}, "engine_url": STRING,
+                              "engine_server": {"enum": ["vllm", "llama.cpp", "openai", None]},
+                              "engine_model": NULLABLE_STRING,
                               "dtype": {"enum": ["float32", "bfloat16", "float16"]},
                               "quantize": {"enum": ["none", "int8"]}, "adapter": NULLABLE_STRING,
                               "batching": {"type": "object"}}},
 }
 DREAM_ERRORS = {400: "a bad field, named in `field`", 413: "the body is larger than MAX_BODY_BYTES",
                 429: "the queue is full (Retry-After)", 500: "generation failed for every sample",
-                503: "the model is loading (Retry-After)", 504: "past REQUEST_TIMEOUT"}
+                502: "ENGINE=openai: the server failed",
+                503: "the model is loading, or the engine is down (Retry-After)",
+                504: "past REQUEST_TIMEOUT (or ENGINE_TIMEOUT)"}
 OPENAI_ERRORS = {400: "a bad parameter, named in `error.param`", 401: "API_KEY is set and the bearer token is not it",
                  413: "the body is larger than MAX_BODY_BYTES", 429: "the queue is full (Retry-After)",
-                 500: "generation failed", 503: "the model is loading (Retry-After)", 504: "past REQUEST_TIMEOUT"}
+                 500: "generation failed", 502: "ENGINE=openai: the server failed",
+                 503: "the model is loading, or the engine is down (Retry-After)",
+                 504: "past REQUEST_TIMEOUT (or ENGINE_TIMEOUT)"}
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 SAMPLE_ERRORS = {"X-Sample-Errors": {"description": "JSON object: index of each failed sample -> its error; "
                                                     "those samples hold empty strings", "schema": STRING}}
@@ -122,7 +129,8 @@ def openapi_document(title: str = "transformers_lm", limits: Limits = Limits(), 
         "/ping": {"get": ping, "post": ping},
         "/health": {"get": {"summary": "Readiness: 503 until the model is loaded",
                             "responses": {"200": json_body(ref("Health"), "ready"),
-                                          "503": json_body(ref("Health"), "loading, or loading failed")}}},
+                                          "503": json_body(ref("Health"),
+                                                           "loading, loading failed, or the engine is down")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": text_body("text/plain", "Prometheus text exposition format")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {

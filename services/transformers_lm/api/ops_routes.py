@@ -19,13 +19,11 @@ def ops_blueprint(holder, metrics, settings) -> Blueprint:
         service = holder.service
         if service is None:
             status = "error" if holder.error else "loading"
-            return jsonify({"status": status, "error": holder.error}), 503
-        if not service.engine.alive:
-            return jsonify({"status": "error", "error": "the inference thread stopped"}), 503
-        return jsonify({"status": "ok", "model": service.loaded.name, "adapter": service.loaded.adapter,
-                        "device": str(service.loaded.device),
-                        "window": service.loaded.window, **service.loaded.precision.describe(),
-                        "batching": service.engine.stats})
+            return jsonify({"status": status, "error": holder.error or holder.loading_state()}), 503
+        failure = service.engine.failure()
+        body = {"status": "error" if failure else "ok", "error": failure, "model": service.loaded.name,
+                "adapter": service.loaded.adapter, "window": service.loaded.window, **service.engine.describe()}
+        return jsonify(body), 503 if failure else 200
 
     @blueprint.get("/metrics")
     def prometheus_metrics():

@@ -3,7 +3,7 @@ import queue
 import time
 from functools import partial
 
-from ..engine.errors import GenerationFailed, GenerationTimeout
+from ..engine.errors import EngineError, GenerationFailed, GenerationTimeout
 
 
 class PieceStream:
@@ -45,8 +45,11 @@ class PieceStream:
                     yield kind, choice, value
                     continue
                 open_samples -= 1
-                if value.cancelled() or value.exception() is not None:
+                if value.cancelled():
                     raise GenerationFailed()
+                if value.exception() is not None:
+                    error = value.exception()
+                    raise error if isinstance(error, EngineError) else GenerationFailed()
                 for index, hypothesis in enumerate(value.result()):
                     # An engine that streams nothing (static batching) delivers the whole text here.
                     rest = hypothesis.text[streamed.get(choice + index, 0):]

@@ -24,3 +24,29 @@ class GenerationTimeout(EngineError):
 class GenerationFailed(EngineError):
     def __init__(self):
         super().__init__("generation failed")
+
+
+class EngineUnavailable(EngineError):
+    """ENGINE=openai: the server can't be reached (or has not answered yet)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the engine is unavailable: {reason}")
+
+
+class EngineFailed(EngineError):
+    """ENGINE=openai: the server answered with an error of its own (5xx) or something unreadable."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the engine failed: {reason}")
+
+
+class EngineRejected(EngineError):
+    """ENGINE=openai: the server refused the request (4xx); its message says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the engine refused the request: {reason}")
+
+
+class EngineTimeout(GenerationTimeout):
+    def __init__(self, seconds: float):
+        EngineError.__init__(self, f"the engine sent nothing for {seconds:g} s (ENGINE_TIMEOUT)")

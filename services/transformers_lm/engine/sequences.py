@@ -5,20 +5,14 @@ from .decoding import RowDecoder
 from .samples import Hypothesis
 
 
-class Sequence:
-    """Text is detokenized incrementally (decoding a few tokens back and keeping the difference, as TGI
-    does), so stop checks and streaming cost the same at token 5 and token 500."""
+class ReplyText:
+    """One hypothesis's text as it grows: where the sample's first stop begins in it, and what of it its listener
+    has had (all but a tail that may be the start of a stop string)."""
 
-    def __init__(self, sample, index: int, eos: frozenset, tokenizer):
+    def __init__(self, sample, index: int):
         self.sample = sample
         self.index = index
-        self.eos = eos
-        self.tokenizer = tokenizer
-        seed = None if sample.params.seed is None else sample.params.seed + index
-        self.decoder = RowDecoder(sample.params.generate_kwargs, eos, seed)
-        self.generated = []
         self.text = ""
-        self.prefix_offset = self.read_offset = 0
         self.streamed = 0  # characters handed to the sample's listener
         self.finish_reason = None
         self.stop = None  # where a stop string begins in `text`
@@ -26,6 +20,40 @@ class Sequence:
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def extend(self, piece: str) -> bool:
+        """Append `piece`; True if a stop string or label now appears (see `stop`)."""
+        changed_from = len(self.text)
+        self.text += piece
+        self.stop = self.sample.matcher.find(self.text, changed_from)
+        return self.stop is not None
+
+    def hold(self):
+        """Stream what can no longer turn out to be part of a stop."""
+        self._stream(len(self.text) - self.sample.matcher.holdback(self.text))
+
+    def finish(self, reason: str):
+        self.finish_reason = reason
+        self._stream(len(self.text) if self.stop is None else self.stop)
+
+    def _stream(self, upto: int):
+        if self.sample.listener is not None and upto > self.streamed:
+            self.sample.listener(self.index, self.text[self.streamed:upto])
+            self.streamed = upto
+
+
+class Sequence(ReplyText):
+    """Text is detokenized incrementally (decoding a few tokens back and keeping the difference, as TGI
+    does), so stop checks and streaming cost the same at token 5 and token 500."""
+
+    def __init__(self, sample, index: int, eos: frozenset, tokenizer):
+        super().__init__(sample, index)
+        self.eos = eos
+        self.tokenizer = tokenizer
+        seed = None if sample.params.seed is None else sample.params.seed + index
+        self.decoder = RowDecoder(sample.params.generate_kwargs, eos, seed)
+        self.generated = []
+        self.prefix_offset = self.read_offset = 0
 
     @property
     def next_token(self) -> int:
@@ -37,38 +65,31 @@ class Sequence:
     def add(self, token: int):
         """Take the chosen token; afterwards `finished` tells whether this sequence is done."""
         if token in self.eos:
-            self._finish("stop")
+            self.finish("stop")
             return
         self.generated.append(token)
-        changed_from = len(self.text)
-        self._detokenize()
-        self.stop = self.sample.matcher.find(self.text, changed_from)
-        if self.stop is not None:
-            self._finish("stop")
+        if self.extend(self._detokenize()):
+            self.finish("stop")
         elif len(self.generated) >= self.sample.params.max_new_tokens:
-            self._finish("length")
+            self.finish("length")
         else:
-            self._stream(len(self.text) - self.sample.matcher.holdback(self.text))
+            self.hold()
 
     def hypothesis(self) -> Hypothesis:
         return Hypothesis(self.text[:self.stop], self.finish_reason, len(self.generated))
 
-    def _detokenize(self, final: bool = False):
+    def _detokenize(self, final: bool = False) -> str:
+        """The text the tokens since the last call add ("" while it is half a character)."""
         decode = self.tokenizer.decode
         before = decode(self.generated[self.prefix_offset:self.read_offset], skip_special_tokens=True)
         after = decode(self.generated[self.prefix_offset:], skip_special_tokens=True)
         # A trailing U+FFFD is half of a multi-byte character: wait for the next token, unless none comes.
         if len(after) > len(before) and (final or not after.endswith("\ufffd")):
-            self.text += after[len(before):]
             self.prefix_offset, self.read_offset = self.read_offset, len(self.generated)
+            return after[len(before):]
+        return ""
 
-    def _finish(self, reason: str):
-        self.finish_reason = reason
+    def finish(self, reason: str):
         if self.stop is None and self.read_offset < len(self.generated):
-            self._detokenize(final=True)
-        self._stream(len(self.text) if self.stop is None else self.stop)
-
-    def _stream(self, upto: int):
-        if self.sample.listener is not None and upto > self.streamed:
-            self.sample.listener(self.index, self.text[self.streamed:upto])
-            self.streamed = upto
+            self.text += self._detokenize(final=True)
+        super().finish(reason)

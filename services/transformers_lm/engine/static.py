@@ -13,11 +13,12 @@ from concurrent.futures import CancelledError
 from .embeddings import EmbeddingJob, embed
 from .errors import GenerationFailed, QueueFull
 from .generation import generate_group
+from .instruments import Instruments
 
 logger = logging.getLogger(__name__)
 
 
-class BatchEngine:
+class BatchEngine(Instruments):
     def __init__(self, loaded, max_batch_rows: int = 16, batch_wait_s: float = 0.01, run_group=generate_group,
                  max_queue: int = 256):
         self.loaded = loaded
@@ -27,8 +28,7 @@ class BatchEngine:
         self.max_queue = max_queue
         self.pending = deque()
         self.condition = threading.Condition()
-        self.stats = {"batches": 0, "samples": 0, "rows": 0}
-        self.metrics = None  # a metrics.Metrics, once the app attaches one
+        super().__init__({"batches": 0, "samples": 0, "rows": 0})
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self.thread.start()
 
@@ -58,9 +58,25 @@ class BatchEngine:
             self.pending.remove(sample)
         return sample.future.cancel()
 
+    embeddings = True  # runs EmbeddingJobs too
+
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
+
+    def failure(self):
+        """Why /health answers 503, or None."""
+        return None if self.alive else "the inference thread stopped"
+
+    def describe(self) -> dict:
+        """What /health tells of this engine."""
+        return {"engine": "transformers", "device": str(self.loaded.device), **self.loaded.precision.describe(),
+                "batching": self.stats}
+
+    @staticmethod
+    def unsupported(params) -> list:
+        """Parameters this engine can't honour: none (the server of ENGINE=openai may not honour some)."""
+        return []
 
     def _next_group(self) -> list:
         """The oldest sample plus every waiting sample with its batch key, up to max_batch_rows rows."""
@@ -130,29 +146,3 @@ class BatchEngine:
             self.add_embedding_tokens(sum(len(job.input_ids) for job in chunk))
             for job, vector in zip(chunk, vectors):
                 job.future.set_result(vector)
-
-    def count(self, **amounts):
-        for name, amount in amounts.items():
-            self.stats[name] = self.stats.get(name, 0) + amount
-
-    def observe_batch(self, rows: int):
-        if self.metrics is not None:
-            self.metrics.observe_batch(rows)
-
-    def add_tokens(self, count: int):
-        self.count(generated_tokens=count)
-        if self.metrics is not None:
-            self.metrics.add_tokens(count)
-
-    def add_prompt_tokens(self, computed: int, cached: int = 0):
-        self.count(prefix_cached_tokens=cached)
-        if self.metrics is not None:
-            self.metrics.add_prompt_tokens(computed, cached)
-
-    def add_embedding_tokens(self, count: int):
-        if self.metrics is not None:
-            self.metrics.add_embedding_tokens(count)
-
-    def first_token(self, sample):
-        if self.metrics is not None:
-            self.metrics.observe_ttft(time.monotonic() - sample.submitted_at)

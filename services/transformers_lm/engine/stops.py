@@ -17,6 +17,7 @@ class StopMatcher:
     def __init__(self, stop_strings=(), labels: bool = True):
         parts = [re.escape(text) for text in sorted(set(stop_strings), key=len, reverse=True)]
         self.labels = labels
+        self.stop_strings = tuple(stop_strings)
         self.pattern = re.compile("|".join(parts + [LABEL_PATTERN] if labels else parts or [r"(?!)"]))
         self.prefixes = tuple(stop_strings) + (LABEL_STOP_STRINGS if labels else ())
         self.longest = max([len(text) for text in stop_strings] + ([len(label) + 2 for label in ALL_LABELS]

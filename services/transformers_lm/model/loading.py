@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .adapters import apply_adapter
 from .gguf import convert_gguf, embedded_gguf_path
@@ -46,9 +46,8 @@ def choose_device(settings) -> tuple:
     return device, choose_dtype(settings.dtype, device, settings.half_precision)
 
 
-def model_window(model, tokenizer) -> int:
-    """Positions the model can attend to; tokenizers often report a huge placeholder instead."""
-    config = model.config
+def model_window(config, tokenizer) -> int:
+    """Positions the model (of this config) can attend to; tokenizers often report a huge placeholder instead."""
     for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, attribute, None)
         if isinstance(value, int) and value > 0:
@@ -57,7 +56,19 @@ def model_window(model, tokenizer) -> int:
     return limit if isinstance(limit, int) and 0 < limit < 10**7 else 2048
 
 
+def load_tokenizer(settings) -> LoadedModel:
+    """ENGINE=openai: the model's tokenizer and window (its config), no weights: another server runs it."""
+    name, source = resolve_source(settings)
+    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    window = model_window(AutoConfig.from_pretrained(source, **options).get_text_config(), tokenizer)
+    logger.info("Loaded the tokenizer of %s (window %d); %s runs the model", name, window, settings.engine_url)
+    return LoadedModel(name=name, model=None, tokenizer=tokenizer, device=None, window=window)
+
+
 def load_model(settings) -> LoadedModel:
+    if settings.engine == "openai":
+        return load_tokenizer(settings)
     started = time.monotonic()
     torch.set_num_threads(max(1, settings.torch_threads))
     name, source = resolve_source(settings)
@@ -76,5 +87,5 @@ def load_model(settings) -> LoadedModel:
     logger.info("Loaded %s on %s (%s, quantize %s) in %.1f s", name, device, dtype, settings.quantize,
                 time.monotonic() - started)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
-                       window=model_window(model, tokenizer), precision=Precision(dtype, settings.quantize),
+                       window=model_window(model.config, tokenizer), precision=Precision(dtype, settings.quantize),
                        adapter=adapter)

@@ -1,0 +1,151 @@
+"""The door (api/door.py): past capacity an immediate 429, every admitted request answered, probes never waiting
+behind generation, and a client that left before its turn costs nothing."""
+import json
+import threading
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import EnvironBuilder
+
+from services.transformers_lm.api.door import Door
+from services.transformers_lm.settings import THREAD_RESERVE, Settings
+from tests.helpers.processes import tiny_lm_server
+
+PROMPT = "Tell me a story about the sea."
+TOKENS = 48
+CAPACITY = {"MAX_BATCH_SIZE": "2", "MAX_QUEUE": "2", "MAX_NEW_TOKENS": str(TOKENS)}  # 4 requests at once
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"generated"]
+
+
+def call(door, path, method="POST") -> tuple:
+    """(status line, headers, the answer's iterable, still open) of one request through `door`."""
+    seen = {}
+    answer = door(EnvironBuilder(path=path, method=method).get_environ(),
+                  lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    return seen["status"], seen["headers"], answer
+
+
+def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_counts_it():
+    counted = []
+    door = Door(app, 2, {"/respond", "/v1/completions"}, lambda path, status: counted.append((path, status)))
+    first, second = call(door, "/respond")[2], call(door, "/v1/completions")[2]
+    assert door.in_flight == 2
+    status, headers, body = call(door, "/respond")
+    assert (status, headers["Retry-After"]) == ("429 Too Many Requests", "1")
+    assert b"".join(body) == b'{"error": "the server is at capacity (2 requests in flight); retry later", "field": null}'
+    status, headers, body = call(door, "/v1/completions")
+    assert status.startswith("429") and b'"type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"' in body[0]
+    assert call(door, "/nowhere")[0].startswith("429")
+    assert counted == [("/respond", 429), ("/v1/completions", 429), ("unmatched", 429)]
+    for probe in ("/health", "/ping", "/metrics", "/openapi.json"):  # never counted, never refused
+        assert call(door, probe, "GET")[0] == "200 OK"
+    first.close()  # the last byte is out (or the stream closed): its place frees
+    assert door.in_flight == 1 and call(door, "/respond")[0] == "200 OK"
+    second.close()
+
+
+def test_the_handler_threads_default_to_one_per_admitted_request_and_a_reserve():
+    settings = Settings.from_env({"MAX_BATCH_SIZE": "8", "MAX_QUEUE": "24"})
+    assert (settings.capacity, settings.handler_threads) == (32, 32 + THREAD_RESERVE)
+    assert Settings.from_env({"GUNICORN_THREADS": "5"}).handler_threads == 5
+
+
+def parsed(text: str) -> dict:
+    """{(name, labels): value} of a Prometheus scrape."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def scrape(url) -> dict:
+    return parsed(requests.get(f"{url}/metrics", timeout=10).text)
+
+
+def completion(session, url, stream=False, timeout=60, **options):
+    body = {"prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "stream": stream, **options}
+    return session.post(f"{url}/v1/completions", json=body, timeout=timeout, stream=stream)
+
+
+def text_of(response) -> str:
+    """The completion's text, whole or streamed."""
+    if not response.headers["Content-Type"].startswith("text/event-stream"):
+        return response.json()["choices"][0]["text"]
+    events = [json.loads(line[len(b"data: "):]) for line in response.iter_lines() if line.startswith(b"data: {")]
+    return "".join(choice["text"] for event in events for choice in event["choices"])
+
+
+@pytest.mark.processes
+def test_at_four_times_capacity_admitted_requests_are_answered_the_rest_refused_and_probes_stay_instant(tmp_path):
+    process, url = tiny_lm_server(tmp_path, {**CAPACITY, "LOG_LEVEL": "warning"})
+    try:
+        expected = text_of(completion(requests, url))
+        outcomes, probes, stages, stop = [], [], [], threading.Event()
+
+        def client(number: int):
+            """Every other client streams; a refused client waits what Retry-After says, but one in four doesn't."""
+            with requests.Session() as session:
+                while not stop.is_set():
+                    with completion(session, url, stream=number % 2 == 0) as response:
+                        outcomes.append((response.status_code, text_of(response) if response.ok else None))
+                    if response.status_code == 429 and number % 4:
+                        stop.wait(float(response.headers["Retry-After"]))
+
+        def prober():
+            with requests.Session() as session:
+                while not stop.wait(0.02):
+                    for path in ("/health", "/metrics"):
+                        started = time.monotonic()
+                        answer = session.get(f"{url}{path}", timeout=10)
+                        probes.append((answer.status_code, time.monotonic() - started))
+                    stages.append(parsed(answer.text))
+
+        threads = [threading.Thread(target=client, args=(number,)) for number in range(16)]
+        threads.append(threading.Thread(target=prober))
+        for thread in threads:
+            thread.start()
+        time.sleep(6)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        after = scrape(url)
+    finally:
+        process.stop()
+
+    statuses = {status for status, _ in outcomes}
+    assert statuses == {200, 429}, statuses
+    assert all(text == expected for status, text in outcomes if status == 200)
+    assert sum(status == 200 for status, _ in outcomes) >= 8
+    latencies = sorted(seconds for status, seconds in probes if status == 200)
+    assert len(latencies) == len(probes) > 50
+    assert latencies[int(0.99 * (len(latencies) - 1))] < 0.1, latencies[-10:]
+    in_flight = [stage[("transformers_lm_requests_in_flight", ())] for stage in stages]
+    assert 0 < max(in_flight) <= 4
+    assert max(stage[("transformers_lm_running_sequences", ())] for stage in stages) > 0
+    assert after[("transformers_lm_requests_in_flight", ())] == 0 and after[("transformers_lm_capacity", ())] == 4
+    assert after[("transformers_lm_requests_total", (("endpoint", "/v1/completions"), ("status", "429")))] > 0
+
+
+@pytest.mark.processes
+def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path):
+    """One handler thread: while a long generation holds it, the next request waits for it; its client gives up
+    there. When the thread frees, the door sees the peer gone and runs nothing of it."""
+    process, url = tiny_lm_server(tmp_path, {"GUNICORN_THREADS": "1", "MAX_NEW_TOKENS": "400"})
+    try:
+        before, answers = scrape(url), []
+        holder = threading.Thread(target=lambda: answers.append(completion(requests, url, max_tokens=400).json()))
+        holder.start()
+        time.sleep(0.3)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            completion(requests, url, timeout=0.3, prompt="A prompt nobody waits for.")
+        holder.join()
+        after = scrape(url)
+    finally:
+        process.stop()
+    computed = [key for key in after if key[0] == "transformers_lm_prompt_tokens_total"]
+    assert sum(after[key] - before.get(key, 0) for key in computed) == answers[0]["usage"]["prompt_tokens"]
+    assert after[("transformers_lm_requests_total", (("endpoint", "/v1/completions"), ("status", "499")))] == 1
