@@ -11,7 +11,7 @@ SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup agent-setup vllm-setup llama-server bench-peers serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load test test-fast system-deps clean-venv
+.PHONY: setup agent-setup vllm-setup llama-server bench-peers serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load soak test test-fast system-deps clean-venv
 
 setup: $(VENV)/.installed
 
@@ -115,6 +115,12 @@ bench-peers: setup vllm-setup llama-server
 LOAD_ARGS ?= --clients 8 --duration 10m --max-new-tokens 32
 load: setup
 	$(BIN)/python -m scripts.load_respond --url http://$(SERVICE_HOST):$(SERVICE_PORT)/respond $(LOAD_ARGS)
+
+# 4x the capacity for 10 minutes against the running `make serve` (scripts/soak.py); fails on a 5xx, a dropped
+# connection or a lost request. SOAK_ARGS to tune.
+SOAK_ARGS ?= --load 4 --duration 10m
+soak: setup
+	$(BIN)/python -m scripts.soak --url http://$(SERVICE_HOST):$(SERVICE_PORT) $(SOAK_ARGS)
 
 # Debian packages the tests run for real: nginx (proxy), docker-compose (compose file checks) and chromium
 # (the playground's browser tests, driven by Playwright, which never downloads a browser of its own).

@@ -8,9 +8,9 @@ scripts/load_respond.py: a share of them (`--ignore-retry-after`) retry a refusa
 It prints the count of each status (or exception), the p50/p95/p99 latency of the served requests (200), the
 probes' p50/p99, tokens/s when the service counts generated tokens, and the RSS of the service's worker (the
 processes listening on the URL's port, gunicorn's master left out) at the start, after `--warmup` and at the end.
-The exit status is 1 when a problem appeared: a 5xx (probes included), a dropped connection (closed or reset
-without an answer, or not accepted at all), or a lost accepted request (no answer within `--timeout`, or, where
-`/metrics` tells, still in flight at the door once every client has its answer).
+The exit status is 1 when a problem appeared: a 5xx, a dropped connection (closed or reset without an answer, or
+not accepted at all), a lost accepted request (no answer within `--timeout`, or, where `/metrics` tells, still in
+flight at the door once every client has its answer), or a probe that got no 200 within 5 s.
 
     .venv/bin/python -m scripts.soak --url http://127.0.0.1:8130 --load 4 --duration 10m   # what `make soak` runs
 """
@@ -32,6 +32,7 @@ from scripts.load_respond import duration_s, generated_tokens, run_client
 DROPPED = {"ConnectionError", "ChunkedEncodingError", "ConnectTimeout"}
 LOST = {"ReadTimeout"}
 IN_FLIGHT_WAIT_S = 10.0  # how long the door may take to see the last answers out
+PROBE_TIMEOUT_S = 5.0  # a container health check's timeout is a few seconds
 
 
 def metric(base_url: str, name: str):
@@ -68,7 +69,7 @@ def probe_loop(urls: list, interval_s: float, stop, results):
             for url in urls:
                 started = time.monotonic()
                 try:
-                    outcome = session.get(url, timeout=10).status_code
+                    outcome = session.get(url, timeout=PROBE_TIMEOUT_S).status_code
                 except requests.RequestException as error:
                     outcome = type(error).__name__
                 seen.append((url, outcome, time.monotonic() - started))
@@ -97,10 +98,11 @@ class Probes:
 
 def problems(requests_seen: list, probes: list, still_in_flight) -> dict:
     """{kind: count} of what makes the soak fail."""
-    outcomes = [outcome for outcome, _ in requests_seen + probes]
+    outcomes = [outcome for outcome, _ in requests_seen]
     found = {"5xx": sum(isinstance(outcome, int) and outcome >= 500 for outcome in outcomes),
              "dropped connections": sum(outcome in DROPPED for outcome in outcomes),
-             "lost accepted requests": sum(outcome in LOST for outcome, _ in requests_seen) + int(still_in_flight or 0)}
+             "lost accepted requests": sum(outcome in LOST for outcome in outcomes) + int(still_in_flight or 0),
+             "failed probes": sum(outcome != 200 for outcome, _ in probes)}
     return {kind: count for kind, count in found.items() if count}
 
 

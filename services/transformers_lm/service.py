@@ -107,8 +107,7 @@ class LMService:
             inputs = [(self.builder.message_ids(request.messages), "messages")]
             labels = not self.builder.use_chat_template
         else:
-            inputs = [(self.loaded.tokenizer(prompt)["input_ids"], f"prompt[{index}]")
-                      for index, prompt in enumerate(request.prompts)]
+            inputs = [(self._ids(prompt), f"prompt[{index}]") for index, prompt in enumerate(request.prompts)]
             labels = False
         matcher = stop_matcher(tuple(self.settings.stop_strings) + params.stop_strings, labels)
         for input_ids, field in inputs:
@@ -131,8 +130,12 @@ class LMService:
             raise failed
         return vectors, sum(len(job.input_ids) for job in jobs)
 
+    def _ids(self, item) -> list:
+        """A text's token ids, or the token ids the caller gave."""
+        return self.loaded.tokenizer(item)["input_ids"] if isinstance(item, str) else item
+
     def _embedding_ids(self, item, field: str) -> list:
-        input_ids = self.loaded.tokenizer(item)["input_ids"] if isinstance(item, str) else item
+        input_ids = self._ids(item)
         self._check_input(input_ids, field, "text")
         if len(input_ids) > self.loaded.window:
             raise InvalidField(field, f"{len(input_ids)} tokens exceed the model's context length "

@@ -75,7 +75,8 @@ class Settings:
     engine_api_key: str = setting("ENGINE_API_KEY", doc="ENGINE=openai: bearer token of the server", secret=True)
     engine_timeout: float = setting("ENGINE_TIMEOUT", positive(float), 600.0,
                                     "ENGINE=openai: seconds to wait for the server's next byte (504 past)")
-    engine_server: str = setting("ENGINE_SERVER", one_of("auto", "vllm", "llama.cpp", "openai"), "auto",
+    engine_server: str = setting("ENGINE_SERVER", one_of("auto", "vllm", "llama.cpp", "openai", "transformers_lm"),
+                                 "auto",
                                  "ENGINE=openai: the parameters it takes; auto: as its /models says")
     batching: str = setting("BATCHING", one_of("continuous", "static"), "continuous", "batching engine")
     prefill_chunk: int = setting("PREFILL_CHUNK", positive(int), 256, "prompt tokens per decoding step")

@@ -36,18 +36,22 @@ def _submit(index, dialog, settings, executor):
         logger.exception("dialog %d: empty reply: unexpected error reading the dialog", index)
         return None
     deadline = time.monotonic() + lm_request.timeout + DEADLINE_SLACK_S
-    return lm_request, executor.submit(_generate, lm_request), deadline
+    return lm_request, executor.submit(_generate, lm_request, deadline - DEADLINE_SLACK_S), deadline
 
 
-def _generate(lm_request: LMRequest) -> list:
+def _generate(lm_request: LMRequest, answer_by: float) -> list:
+    """The reply from the LLM; the wait for a free executor slot counts, so a call that starts late gets only
+    the time its dialog has left, and frees its slot when the dialog's empty reply is sent."""
     logger.debug("prompt %r, context %r", lm_request.prompt, lm_request.dialog_context)
     started = time.monotonic()
+    if started >= answer_by:
+        raise GenerativeServiceError(f"no LLM call could start within {lm_request.timeout}s")
     hypotheses = send_request_to_prompted_generative_service(
         lm_request.dialog_context,
         lm_request.prompt,
         lm_request.url,
         lm_request.config,
-        lm_request.timeout,
+        answer_by - started,
         lm_request.sending_variables,
     )
     logger.info(

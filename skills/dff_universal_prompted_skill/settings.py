@@ -34,6 +34,8 @@ class Settings:
     allowed_lm_service_urls: tuple = setting("ALLOWED_LM_SERVICE_URLS", _urls, (),
                                              "comma-separated LLM URLs callers may name beside the default and "
                                              "the ENVVARS_TO_SEND file's")
+    max_concurrent_requests: int = setting("MAX_CONCURRENT_REQUESTS", positive(int), 64,
+                                           "agent requests a worker answers at once; past it, empty replies at once")
     sentry_dsn: str = setting("SENTRY_DSN", doc="enables Sentry", secret=True)
     # gunicorn's, read by gunicorn.conf.py; compose's -b wins over the bind they make.
     host: str = setting("SERVICE_HOST", default="0.0.0.0", doc="address gunicorn listens on")

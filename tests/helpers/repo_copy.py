@@ -3,9 +3,9 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Virtualenvs, caches, history and weights: large, and no check reads them.
+# Virtualenvs, caches, history, build outputs (llama.cpp's sources) and weights: large, and no check reads them.
 IGNORE = shutil.ignore_patterns(".venv", ".venv-*", ".git", "__pycache__", ".pytest_cache", ".hypothesis",
-                                "bench-results", "*.gguf")
+                                "bench-results", "build", "*.gguf")
 
 
 def copy_repo(destination) -> Path:

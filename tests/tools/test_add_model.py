@@ -327,8 +327,9 @@ def test_vllm_on_several_nodes_is_a_ray_head_on_the_host_network(copy):
     assert engine["network_mode"] == "host" and rc.repo.gpu_count(engine) == 2  # 2 x 2 GPUs on 2 nodes
     assert front["extra_hosts"] == [f"{ENGINE}:host-gateway"]
     if COMPOSE:
-        result = subprocess.run([COMPOSE, "-f", "docker-compose.yml", "-f", f"assistant_dists/{EN}/"
-                                 "docker-compose.override.yml", "config", "-q"], cwd=copy, capture_output=True, text=True)
+        override = f"assistant_dists/{EN}/docker-compose.override.yml"
+        result = subprocess.run([COMPOSE, "-f", "docker-compose.yml", "-f", override, "config", "-q"], cwd=copy,
+                                capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     assert add_model.main(["remove", "qwen05b", "--root", str(copy)]) == 0
     assert changed(before, snapshot(copy)) == []
@@ -386,7 +387,8 @@ OVERRIDE = f"assistant_dists/{EN}/docker-compose.override.yml"
      f"{FRONT}: ENGINE_MODEL qwen is not {ENGINE}'s --served-model-name qwen05b"),
     ("card", "tensor_parallel_size: 2", "tensor_parallel_size: 4", rc.check_engines,
      f"engine tensor_parallel_size is 4, {ENGINE} says 2"),
-    (f"assistant_dists/{EN}/cpu.yml", "      - engine-off\n", "      - gpu\n", rc.check_dist_overlays,
+    (f"assistant_dists/{EN}/cpu.yml", "    profiles:\n      - engine-off\n", "    profiles:\n      - gpu\n",
+     rc.check_dist_overlays,
      f"{ENGINE} must be switched off here: only `profiles: [engine-off]`"),
     (f"assistant_dists/{EN}/cpu.yml", "      ENGINE: transformers\n", "", rc.check_dist_overlays,
      f"{FRONT} needs ENGINE: transformers (its engine {ENGINE} is off on CPU)"),

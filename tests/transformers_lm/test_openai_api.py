@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from services.transformers_lm.api import openai_protocol as api
 from common.http import HTTPError
 from services.transformers_lm.errors import InvalidField
-from services.transformers_lm.generation_params import merge, parse
+from services.transformers_lm.generation_params import Limits, merge, parse
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -107,14 +107,18 @@ def test_completion_prompts_and_parameters():
     assert (request.kind, request.prompts, request.config, request.n) == (
         "completion", ["a", "b"], {"max_new_tokens": 4, "num_return_sequences": 2}, 2)
     assert api.parse_completion({"prompt": "a"}).prompts == ["a"]
+    assert api.parse_completion({"prompt": [5, 6]}).prompts == [[5, 6]]  # token ids, as OpenAI and vLLM take them
+    assert api.parse_completion({"prompt": [[5], [6, 7]]}).prompts == [[5], [6, 7]]
+    with pytest.raises(InvalidField, match="token ids below 10"):
+        api.parse_completion({"prompt": [5, 16]}, Limits(vocab_size=10))
 
 
 @pytest.mark.parametrize("body,field", [
     ({"model": "m"}, "prompt"),
     ({"prompt": []}, "prompt"),
-    ({"prompt": [1, 2, 3]}, "prompt[0]"),  # token ids
-    ({"prompt": ""}, "prompt[0]"),  # no token to continue from
-    ({"prompt": ["a", None]}, "prompt[1]"),
+    ({"prompt": [1, -2, 3]}, "prompt"),  # not token ids
+    ({"prompt": ""}, "prompt"),  # no token to continue from
+    ({"prompt": ["a", None]}, "prompt"),
     ({"prompt": "a", "echo": True}, "echo"),
     ({"prompt": "a", "logprobs": 0}, "logprobs"),
     ({"prompt": "a", "best_of": 3}, "best_of"),

@@ -54,6 +54,15 @@ def test_a_parameter_the_server_cannot_honour_is_named(kind, config, refused):
     assert SERVERS[kind].unsupported(parse(config, None)) == refused
 
 
+def test_engine_server_takes_every_kind_of_server_and_auto():
+    from common.settings import declarations
+    from services.transformers_lm.settings import Settings
+    parse = declarations(Settings)["engine_server"].parse
+    assert all(parse(kind) == kind for kind in [*SERVERS, "auto"])
+    with pytest.raises(ValueError):
+        parse("tgi")
+
+
 def test_the_kind_of_server_comes_from_its_model_list_unless_set():
     assert server_of("auto", "vllm").kind == "vllm" and server_of("auto", "llamacpp").kind == "llama.cpp"
     assert server_of("auto", "someone").kind == "openai" and server_of("vllm", "someone").kind == "vllm"
@@ -134,7 +143,7 @@ def test_front_streams_openai_chat_and_its_health_names_the_engine(back_and_fron
                 pieces += [delta["content"]] if delta.get("content") else []
     assert len(pieces) > 1 and "".join(pieces) == whole["choices"][0]["message"]["content"]
     health = requests.get(f"{front_url}/health", timeout=5).json()
-    assert health["engine"] == "openai" and health["engine_server"] == "openai"
+    assert health["engine"] == "openai" and health["engine_server"] == "transformers_lm"
     assert health["engine_model"] == str(tiny_folder) and health["status"] == "ok"
 
 
@@ -314,3 +323,18 @@ def test_a_departed_client_cancels_its_upstream_request_and_a_full_queue_is_a_42
         time.sleep(0.05)
     assert server.left_at is not None, "the front kept its upstream request open after its client left"
     assert server.left_at - min(left) < 1.5  # the front's check every 0.5 s, not ENGINE_TIMEOUT's 3 s
+
+
+@pytest.mark.processes
+def test_a_streaming_client_that_leaves_before_any_piece_cancels_its_upstream_request(faulty_front):
+    server, url = faulty_front
+    server.mode = "hang"
+    server.left_at = None
+    with requests.post(f"{url}/v1/completions", json={"prompt": "Once", "max_tokens": 8, "stream": True},
+                       stream=True, timeout=5) as response:
+        assert response.status_code == 200
+        time.sleep(0.3)
+    closed_at = time.monotonic()
+    while server.left_at is None and time.monotonic() < closed_at + 2:
+        time.sleep(0.05)
+    assert server.left_at is not None and server.left_at - closed_at < 1.5

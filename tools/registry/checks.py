@@ -46,7 +46,7 @@ def _run_env_diff(a: dict, b: dict) -> list[str]:
 
 
 def _switched_off(spec: dict) -> bool:
-    """The whole overlay entry is `profiles: [off]`: compose does not start the container."""
+    """The whole overlay entry is `profiles: [<ENGINE_OFF>]`: compose does not start the container."""
     return set(spec) == {"profiles"} and spec["profiles"] == [ENGINE_OFF]
 
 
@@ -113,6 +113,9 @@ def check_dist_overlays(root) -> list[Problem]:
     repo, problems = Repo(root), []
     for dist in repo.dists:
         comps, fronts = repo.components(dist), repo.fronts(dist)
+        proxied = set(repo.services(repo.dist_file(dist, "proxy.yml")))
+        # The engines each overlay must switch off: on CPU all (their fronts run the model), proxied fronts' ones.
+        off = {"cpu.yml": set(repo.engines(dist)), "proxy.yml": {fronts[name] for name in proxied if name in fronts}}
         for overlay in DIST_FILES[1:]:
             path = repo.dist_file(dist, overlay)
             if not (repo.root / path).exists():
@@ -135,19 +138,16 @@ def check_dist_overlays(root) -> list[Problem]:
                     if name in fronts and env.get(ENGINE) != "transformers":
                         problems.append(repo.problem(path, f"{name} needs {ENGINE}: transformers (its engine "
                                                      f"{fronts[name]} is off on CPU)", "services", name))
-                off = set(repo.engines(dist))
             if overlay == "proxy.yml":
-                off = {fronts[name] for name in services if name in fronts}
                 for name, spec in services.items():
                     context = ((spec.get("build") or {}).get("context") or "").strip("./")
-                    if context != "proxy" and name not in off:
+                    if context != "proxy" and name not in off[overlay]:
                         problems.append(repo.problem(path, f"{name} is not built from proxy/",
                                                      "services", name, "build", "context"))
-            if overlay in ("cpu.yml", "proxy.yml"):
-                for name in sorted(off):
-                    if not _switched_off(services.get(name) or {}):
-                        problems.append(repo.problem(path, f"{name} must be switched off here: only "
-                                                     f"`profiles: [{ENGINE_OFF}]`", "services", name))
+            for name in sorted(off.get(overlay, ())):
+                if not _switched_off(services.get(name) or {}):
+                    problems.append(repo.problem(path, f"{name} must be switched off here: only "
+                                                 f"`profiles: [{ENGINE_OFF}]`", "services", name, "profiles"))
     return problems
 
 
@@ -183,15 +183,15 @@ def check_service_configs(root) -> list[Problem]:
         if repo.is_engine(spec):
             continue
         base = repo.service_config_dir(name)
-        args, adapter = build_args(spec), run_env(spec)
+        args, run = build_args(spec), run_env(spec)
         env_path, svc_path = f"{base}/environment.yml", f"{base}/service.yml"
         if not (repo.root / env_path).exists() or not (repo.root / svc_path).exists():
             problems.append(Problem(base, f"{name}: environment.yml or service.yml missing"))
             continue
-        env, wanted = norm_values(repo.read_yaml(env_path)), {**args, **adapter}
+        env, wanted = norm_values(repo.read_yaml(env_path)), {**args, **run}
         if env != wanted:
             diff = sorted(k for k in env.keys() | wanted.keys() if env.get(k) != wanted.get(k))
-            extra = [key for key in {**adapter, **env} if key not in args]
+            extra = [key for key in {**run, **env} if key not in args]
             what = " and ".join(["build args", *extra])
             problems.append(repo.problem(env_path, f"{name}: differs from its {what} in {', '.join(diff)}",
                                          *_diff(env, wanted)))
@@ -204,7 +204,7 @@ def check_service_configs(root) -> list[Problem]:
             at = ("build", "args", *_diff(compose_args, args)) if compose_args != args else ("command",)
             problems.append(repo.problem(svc_path, f"{name}: compose build args or command differ from the dist's",
                                          "compose", *at))
-        if (keys := _run_env_diff(run_env(compose), adapter)):
+        if (keys := _run_env_diff(run_env(compose), run)):
             problems.append(repo.problem(svc_path, f"{name}: compose {', '.join(keys)} differs from the dist's",
                                          "compose", *_run_env_at(compose, keys)))
         if svc.get("proxy") != proxies.get(name):
@@ -357,14 +357,13 @@ def check_skill_llm_urls(root) -> list[Problem]:
     return problems
 
 
-def _engine_settings(spec: dict) -> dict:
-    """The card's `engine` values, as the engine container's image, command and GPU reservation say them."""
+def _engine_settings(name: str, spec: dict) -> dict:
+    """The card's `engine` values but `nodes`, as the engine container's name, image and command say them."""
     flags = command_flags(spec)
-    return {"image": spec.get("image"), "served_model_name": flags.get("--served-model-name"),
+    return {"container": name, "image": spec.get("image"), "served_model_name": flags.get("--served-model-name"),
             "tensor_parallel_size": flags.get("--tensor-parallel-size", "1"),
             "pipeline_parallel_size": flags.get("--pipeline-parallel-size", "1"),
-            "max_model_len": flags.get("--max-model-len"),
-            "ray": flags.get("--distributed-executor-backend") == "ray", "gpus": gpu_count(spec)}
+            "max_model_len": flags.get("--max-model-len")}
 
 
 def _check_engine_card(repo: Repo, path: str, card: dict, engine: str, spec: dict) -> list[Problem]:
@@ -375,21 +374,18 @@ def _check_engine_card(repo: Repo, path: str, card: dict, engine: str, spec: dic
     if set(settings) != set(ENGINE_CARD_KEYS):
         extra, missing = sorted(set(settings) - set(ENGINE_CARD_KEYS)), sorted(set(ENGINE_CARD_KEYS) - set(settings))
         return [repo.problem(path, f"engine keys differ: missing {missing}, unexpected {extra}", "engine")]
-    values = {key: str(value) for key, value in settings.items()}
-    have = _engine_settings(spec)
     try:
         tp, pp, nodes = (int(settings[key]) for key in ("tensor_parallel_size", "pipeline_parallel_size", "nodes"))
     except (TypeError, ValueError):
         return [repo.problem(path, "engine sizes must be whole numbers", "engine")]
-    wanted = {"container": engine, **{key: str(have[key]) for key in ENGINE_CARD_KEYS[1:-1]}}
-    problems = [repo.problem(path, f"engine {key} is {values[key]}, {engine} says {value}", "engine", key)
-                for key, value in wanted.items() if values[key] != value]
-    if have["ray"] != (nodes > 1):
+    problems = [repo.problem(path, f"engine {key} is {settings[key]}, {engine} says {value}", "engine", key)
+                for key, value in _engine_settings(engine, spec).items() if str(settings[key]) != str(value)]
+    if (command_flags(spec).get("--distributed-executor-backend") == "ray") != (nodes > 1):
         problems.append(repo.problem(path, f"engine nodes is {nodes}: {engine} must "
                                      f"{'' if nodes > 1 else 'not '}run --distributed-executor-backend ray",
                                      "engine", "nodes"))
-    if nodes < 1 or (tp * pp) % nodes or have["gpus"] != tp * pp // nodes:
-        problems.append(repo.problem(path, f"{engine} reserves {have['gpus']} GPUs; tensor x pipeline parallel "
+    if nodes < 1 or (tp * pp) % nodes or gpu_count(spec) != tp * pp // nodes:
+        problems.append(repo.problem(path, f"{engine} reserves {gpu_count(spec)} GPUs; tensor x pipeline parallel "
                                      f"{tp}x{pp} on {nodes} node(s) needs {tp * pp / max(nodes, 1):g} per node",
                                      "engine", "tensor_parallel_size"))
     return problems
@@ -426,10 +422,10 @@ def check_engines(root) -> list[Problem]:
             problems.append(repo.problem(override, f"{engine}: no container's {ENGINE_URL} names it",
                                          "services", engine))
         for front, engine in fronts.items():
-            model, served = environment(comps[front]).get(ENGINE_MODEL), _engine_settings(comps[engine])
-            if model is not None and model != served["served_model_name"]:
+            model, served = environment(comps[front]).get(ENGINE_MODEL), command_flags(comps[engine])
+            if model is not None and model != served.get("--served-model-name"):
                 problems.append(repo.problem(override, f"{front}: {ENGINE_MODEL} {model} is not {engine}'s "
-                                             f"--served-model-name {served['served_model_name']}",
+                                             f"--served-model-name {served.get('--served-model-name')}",
                                              "services", front, "environment", ENGINE_MODEL))
             fronted[front] = (engine, comps[engine])
     for path, card in repo.cards.items():

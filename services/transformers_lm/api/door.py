@@ -10,11 +10,11 @@ Probes and scrapes (OPEN_PATHS) never count and are never refused: they hold no 
 while its request waited for a thread (its socket shows the peer closed) costs nothing either.
 """
 import json
-import threading
 from http import HTTPStatus
 
 from werkzeug.wsgi import ClosingIterator
 
+from common.admission import Gate
 from common.http import HTTPError, dream_body, is_under, openai_body
 
 from .disconnects import client_gone
@@ -37,13 +37,11 @@ class Door:
 
     def __init__(self, app, capacity: int, paths, count, openai_prefix: str = "/v1", unmatched: str = "unmatched"):
         self.app = app
-        self.capacity = capacity
         self.paths = frozenset(paths)
         self.count = count
         self.openai_prefix = openai_prefix
         self.unmatched = unmatched
-        self.in_flight = 0
-        self.lock = threading.Lock()
+        self.gate = Gate(capacity)
         refusal = HTTPError(429, f"the server is at capacity ({capacity} requests in flight); retry later",
                             headers={"Retry-After": str(RETRY_AFTER_S)})
         self.refusals = {True: prepared(refusal, openai_body), False: prepared(refusal, dream_body)}
@@ -52,23 +50,20 @@ class Door:
         path = environ.get("PATH_INFO", "")
         if path in OPEN_PATHS:
             return self.app(environ, start_response)
-        with self.lock:
-            admitted = self.in_flight < self.capacity
-            self.in_flight += admitted
-        if not admitted:
+        if not self.gate.enter():
             return self._answer(path, 429, self.refusals[is_under(path, self.openai_prefix)], start_response)
         if client_gone(environ):
-            self.leave()
+            self.gate.leave()
             return self._answer(path, 499, GONE, start_response)
         try:
-            return ClosingIterator(self.app(environ, start_response), self.leave)
+            return ClosingIterator(self.app(environ, start_response), self.gate.leave)
         except BaseException:
-            self.leave()
+            self.gate.leave()
             raise
 
-    def leave(self):
-        with self.lock:
-            self.in_flight -= 1
+    @property
+    def in_flight(self) -> int:
+        return self.gate.inside
 
     def _answer(self, path: str, status: int, answer: tuple, start_response):
         self.count(path if path in self.paths else self.unmatched, status)

@@ -102,7 +102,7 @@ def openai_models(limits: Limits = Limits()) -> tuple:
         service_tier: only("auto", "default") = None
 
     class CompletionRequest(Shared):
-        prompt: listed(text(min_length=1), min_length=1, max_length=limits.max_contexts)
+        prompt: texts_or_token_ids(limits) = Field(description="a text, a list of texts, or the same as token ids")
         logprobs: only() = None
         echo: only(False) = None
         suffix: only("") = None
@@ -121,27 +121,38 @@ def _explained(message: str) -> WrapValidator:
     return WrapValidator(validate)
 
 
-@lru_cache(maxsize=16)
-def embedding_model(limits: Limits = Limits()):
-    """EmbeddingRequest within these limits."""
+def texts_or_token_ids(limits: Limits):
+    """OpenAI's `prompt` / `input`: a text, a list of texts, or the same as token ids (each below the vocabulary)."""
     token = integer(ge=0, le=None if limits.vocab_size is None else limits.vocab_size - 1)
     token_ids = Annotated[list[token], Field(min_length=1)]
     piece = text(min_length=1)
-    size = limits.embedding_size
     many = f"at most {limits.max_contexts}" if limits.max_contexts else "any number"
     below = f" below {limits.vocab_size}" if limits.vocab_size else ""
+
+    def several(item):
+        return Annotated[list[item], Field(min_length=1, max_length=limits.max_contexts)]
+
+    return Annotated[Union[piece, several(piece), token_ids, several(token_ids)], _explained(
+        f"must be a non-empty string, a list of {many} of them, a non-empty list of token ids{below}, "
+        f"or a list of {many} such lists")]
+
+
+def one_per_item(value) -> list:
+    """A texts_or_token_ids value as a list of its items (texts or token id lists)."""
+    return [value] if isinstance(value, str) or isinstance(value[0], int) else value
+
+
+@lru_cache(maxsize=16)
+def embedding_model(limits: Limits = Limits()):
+    """EmbeddingRequest within these limits."""
+    size = limits.embedding_size
     dimensions_type = Optional[integer(ge=size or 1, le=size)]
     if size:
         dimensions_type = Annotated[dimensions_type, _explained(
             f"must be {size}, the model's hidden size: its embeddings cannot be shortened")]
 
-    def several(item):
-        return Annotated[list[item], Field(min_length=1, max_length=limits.max_contexts)]
-
     class EmbeddingRequest(Strict):
-        input: Annotated[Union[piece, several(piece), token_ids, several(token_ids)], _explained(
-            f"must be a non-empty string, a list of {many} of them, a non-empty list of token ids{below}, "
-            f"or a list of {many} such lists")] = Field(description="a text, a list of texts, or the same as token ids")
+        input: texts_or_token_ids(limits) = Field(description="a text, a list of texts, or the same as token ids")
         model: Optional[str] = Field(None, description="echoed back; this service serves one model")
         encoding_format: Optional[Literal["float", "base64"]] = Field(
             None, description="float (the default), or base64 of the little-endian float32 values")
@@ -151,8 +162,7 @@ def embedding_model(limits: Limits = Limits()):
         @property
         def inputs(self) -> list:
             """One text or token id list per embedding."""
-            lone = isinstance(self.input, str) or isinstance(self.input[0], int)
-            return [self.input] if lone else self.input
+            return one_per_item(self.input)
 
     return EmbeddingRequest
 
@@ -167,7 +177,7 @@ class OpenAIRequest:
     kind: str  # "chat" or "completion"
     config: dict  # generation parameters in GenerationConfig names, only those the client gave
     messages: list = None  # chat: [{"role": ..., "content": str}, ...]
-    prompts: list = None  # completion: each prompt gets n choices, index prompt_index * n + i
+    prompts: list = None  # completion: texts or token id lists; each gets n choices, index prompt_index * n + i
     stream: bool = False
     include_usage: bool = False
     model: str = None  # echoed back; None: the client gave none
@@ -210,7 +220,7 @@ def parse_chat(body, limits: Limits = Limits()) -> OpenAIRequest:
 def parse_completion(body, limits: Limits = Limits()) -> OpenAIRequest:
     """POST /v1/completions body -> OpenAIRequest; InvalidField names the offending field."""
     request = _validated(openai_models(limits)[1], body)
-    return OpenAIRequest("completion", _config(request), prompts=request.prompt, **_common(request))
+    return OpenAIRequest("completion", _config(request), prompts=one_per_item(request.prompt), **_common(request))
 
 
 def parse_embeddings(body, limits: Limits = Limits()):

@@ -54,7 +54,8 @@ def openai_blueprint(holder, settings) -> Blueprint:
         model = openai_request.model or service.loaded.name
         prompt_tokens = sum(len(sample.input_ids) for sample in samples)
         if openai_request.stream:
-            stream = PieceStream(service.engine, samples, settings.request_timeout)
+            stream = PieceStream(service.engine, samples, settings.request_timeout,
+                                 partial(client_gone, request.environ))
             events = stream_events(stream, openai_request, chunk, reply_id, created, model, prompt_tokens,
                                    choices=len(samples) * openai_request.n)
             # No proxy or WSGI buffering: each piece must reach the client when it is generated.

@@ -27,7 +27,7 @@ HAND_WRITTEN = {
                "properties": {"status": {"enum": ["ok", "loading", "error"]}, "error": NULLABLE_STRING,
                               "model": STRING, "device": STRING, "window": {"type": "integer"},
                               "engine": {"enum": ["transformers", "openai"]}, "engine_url": STRING,
-                              "engine_server": {"enum": ["vllm", "llama.cpp", "openai", None]},
+                              "engine_server": {"enum": ["vllm", "llama.cpp", "openai", "transformers_lm", None]},
                               "engine_model": NULLABLE_STRING,
                               "dtype": {"enum": ["float32", "bfloat16", "float16"]},
                               "quantize": {"enum": ["none", "int8"]}, "adapter": NULLABLE_STRING,

@@ -4,19 +4,23 @@ import time
 from functools import partial
 
 from ..engine.errors import EngineError, GenerationFailed, GenerationTimeout
+from ..errors import ClientGone
+from ..service import GONE_POLL_S
 
 
 class PieceStream:
     """Submits the samples at once (so a full queue is refused before the stream starts), then iterates over
     ("piece", choice, text) and ("end", choice, Hypothesis) events; choice = sample position * n + index.
 
-    Closing the iteration early (the client went away) or passing the deadline takes the samples out
-    of the queue or the running batch.
+    Closing the iteration early (a write to the departed client failed), `gone()` turning true while nothing
+    arrives (the client left before anything was written: a queued sample, a stalled ENGINE=openai server) or
+    passing the deadline takes the samples out of the queue or the running batch.
     """
 
-    def __init__(self, engine, samples: list, timeout: float):
+    def __init__(self, engine, samples: list, timeout: float, gone=lambda: False):
         self.engine = engine
         self.samples = samples
+        self.gone = gone
         self.events = queue.SimpleQueue()
         for position, sample in enumerate(samples):
             base = position * sample.params.num_return_sequences
@@ -37,9 +41,14 @@ class PieceStream:
         try:
             while open_samples:
                 try:
-                    kind, choice, value = self.events.get(timeout=max(0.0, self.deadline - time.monotonic()))
+                    wait = min(GONE_POLL_S, self.deadline - time.monotonic())
+                    kind, choice, value = self.events.get(timeout=max(0.0, wait))
                 except queue.Empty:
-                    raise GenerationTimeout() from None
+                    if time.monotonic() >= self.deadline:
+                        raise GenerationTimeout() from None
+                    if self.gone():
+                        raise ClientGone() from None
+                    continue
                 if kind == "piece":
                     streamed[choice] = streamed.get(choice, 0) + len(value)
                     yield kind, choice, value

@@ -69,8 +69,10 @@ SERVERS = {
     "llama.cpp": Server("llama.cpp", True, {"top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
                                             "repetition_penalty": "repeat_penalty"}, {"repeat_last_n": 2**31 - 1}),
     "openai": Server("openai", False, max_stops=OPENAI_MAX_STOPS),
+    # This service's own OpenAI API, another transformers_lm as the engine.
+    "transformers_lm": Server("transformers_lm", True, max_stops=OPENAI_MAX_STOPS),
 }
-OWNERS = {"vllm": "vllm", "llamacpp": "llama.cpp"}  # /v1/models' `owned_by` of each server
+OWNERS = {"vllm": "vllm", "llamacpp": "llama.cpp", "transformers_lm": "transformers_lm"}  # /v1/models' `owned_by`
 
 
 def server_of(kind: str, owned_by: str) -> Server:
