@@ -8,14 +8,15 @@ from common.bootstrap import bootstrap
 from common.http import json_app
 
 from .api.dream_routes import dream_blueprint
-from .api.door import Door
+from .api.door import Door, refusable
 from .api.errors import classify
-from .api.metrics import UNMATCHED, Metrics, instrument
+from .api.metrics import Metrics, instrument
 from .api.openai_routes import openai_blueprint
+from .api.openapi import openapi_document
 from .api.ops_routes import ops_blueprint
 from .api.playground_routes import playground_blueprint
 from .engine.watchdog import start_watchdog
-from .service import LMService, ServiceHolder
+from .service import LMService, ServiceHolder, service_limits
 from .settings import Settings
 
 
@@ -43,8 +44,9 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     app.register_blueprint(openai_blueprint(holder, settings))
     app.register_blueprint(ops_blueprint(holder, metrics, settings))
     app.register_blueprint(playground_blueprint(settings))
-    door = Door(app.wsgi_app, settings.capacity, {rule.rule for rule in app.url_map.iter_rules()},
-                metrics.count_request, "/v1", UNMATCHED)
+    # The operations that wait for the engine are those documented to answer 429.
+    gated = refusable(openapi_document(settings.service_name, service_limits(settings)))
+    door = Door(app.wsgi_app, settings.capacity, gated, metrics.count_request, "/v1")
     app.wsgi_app = door
     return app
 

@@ -42,11 +42,16 @@ def copy(tmp_path):
     return root
 
 
+def added_to(copy, args) -> tuple:
+    """(copy, its snapshot from before) once `args` added a model to it."""
+    before = snapshot(copy)
+    assert add_model.main(args) == 0
+    return copy, before
+
+
 @pytest.fixture
 def added(copy):
-    before = snapshot(copy)
-    assert add_model.main(add_args(copy)) == 0
-    return copy, before
+    return added_to(copy, add_args(copy))
 
 
 def test_add_wires_every_file_consistently(added):
@@ -143,9 +148,7 @@ def test_dry_run_writes_nothing_and_prints_the_diff(copy, capsys):
 
 @pytest.fixture
 def added_with_adapter(copy):
-    before = snapshot(copy)
-    assert add_model.main(add_args(copy, "qwen05b", "--adapter", ADAPTER)) == 0
-    return copy, before
+    return added_to(copy, add_args(copy, "qwen05b", "--adapter", ADAPTER))
 
 
 def test_add_with_an_adapter_writes_it_into_compose_card_and_environment_yml(added_with_adapter):
@@ -259,9 +262,7 @@ def vllm_args(root, short="qwen05b", *extra):
 
 @pytest.fixture
 def added_vllm(copy):
-    before = snapshot(copy)
-    assert add_model.main(vllm_args(copy)) == 0
-    return copy, before
+    return added_to(copy, vllm_args(copy))
 
 
 def test_add_vllm_writes_the_engine_and_its_front(added_vllm):
@@ -316,9 +317,7 @@ def test_docker_compose_accepts_every_combination_with_vllm(added_vllm, dist):
 
 @pytest.mark.processes
 def test_vllm_on_several_nodes_is_a_ray_head_on_the_host_network(copy):
-    before = snapshot(copy)
-    args = vllm_args(copy, "qwen05b", "--pipeline-parallel-size", "2", "--nodes", "2")
-    assert add_model.main(args) == 0
+    _, before = added_to(copy, vllm_args(copy, "qwen05b", "--pipeline-parallel-size", "2", "--nodes", "2"))
     assert [str(p) for p in rc.run_all(copy)] == []
     repo = rc.Repo(copy)
     engine, front = repo.components(EN)[ENGINE], repo.components(EN)[FRONT]

@@ -9,8 +9,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import EnvironBuilder
 
-from services.transformers_lm.api.door import Door
+from services.transformers_lm.api.door import Door, refusable
+from services.transformers_lm.api.openapi import openapi_document
+from services.transformers_lm.service import service_limits
 from services.transformers_lm.settings import THREAD_RESERVE, Settings
+from scripts.bench.bench_respond import percentile
+from scripts.soak import Probes
 from tests.helpers.processes import tiny_lm_server
 
 PROMPT = "Tell me a story about the sea."
@@ -33,7 +37,7 @@ def call(door, path, method="POST") -> tuple:
 
 def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_counts_it():
     counted = []
-    door = Door(app, 2, {"/respond", "/v1/completions"}, lambda path, status: counted.append((path, status)))
+    door = Door(app, 2, {("POST", "/respond"), ("POST", "/v1/completions")}, lambda *answer: counted.append(answer))
     first, second = call(door, "/respond")[2], call(door, "/v1/completions")[2]
     assert door.in_flight == 2
     status, headers, body = call(door, "/respond")
@@ -41,13 +45,18 @@ def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_cou
     assert b"".join(body) == b'{"error": "the server is at capacity (2 requests in flight); retry later", "field": null}'
     status, headers, body = call(door, "/v1/completions")
     assert status.startswith("429") and b'"type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"' in body[0]
-    assert call(door, "/nowhere")[0].startswith("429")
-    assert counted == [("/respond", 429), ("/v1/completions", 429), ("unmatched", 429)]
-    for probe in ("/health", "/ping", "/metrics", "/openapi.json"):  # never counted, never refused
-        assert call(door, probe, "GET")[0] == "200 OK"
+    assert counted == [("/respond", 429), ("/v1/completions", 429)]
+    for method, path in (("GET", "/health"), ("POST", "/ping"), ("GET", "/respond"), ("POST", "/nowhere")):
+        assert call(door, path, method)[0] == "200 OK"  # neither counted nor refused: they wait for no engine
     first.close()  # the last byte is out (or the stream closed): its place frees
     assert door.in_flight == 1 and call(door, "/respond")[0] == "200 OK"
     second.close()
+
+
+def test_the_door_gates_what_the_document_says_may_answer_429():
+    document = openapi_document("transformers_lm", service_limits(Settings.from_env({})))
+    assert refusable(document) == {("POST", path) for path in (
+        "/respond", "/generate_goals", "/embeddings", "/v1/chat/completions", "/v1/completions", "/v1/embeddings")}
 
 
 def test_the_handler_threads_default_to_one_per_admitted_request_and_a_reserve():
@@ -84,34 +93,31 @@ def test_at_four_times_capacity_admitted_requests_are_answered_the_rest_refused_
     process, url = tiny_lm_server(tmp_path, {**CAPACITY, "LOG_LEVEL": "warning"})
     try:
         expected = text_of(completion(requests, url))
-        outcomes, probes, stages, stop = [], [], [], threading.Event()
+        outcomes, stages, stop = [], [], threading.Event()
 
         def client(number: int):
-            """Every other client streams; a refused client waits what Retry-After says, but one in four doesn't."""
+            """Every other client streams; a refused client waits what Retry-After says, but one in eight doesn't."""
             with requests.Session() as session:
                 while not stop.is_set():
                     with completion(session, url, stream=number % 2 == 0) as response:
                         outcomes.append((response.status_code, text_of(response) if response.ok else None))
-                    if response.status_code == 429 and number % 4:
+                    if response.status_code == 429 and number % 8:
                         stop.wait(float(response.headers["Retry-After"]))
 
-        def prober():
-            with requests.Session() as session:
-                while not stop.wait(0.02):
-                    for path in ("/health", "/metrics"):
-                        started = time.monotonic()
-                        answer = session.get(f"{url}{path}", timeout=10)
-                        probes.append((answer.status_code, time.monotonic() - started))
-                    stages.append(parsed(answer.text))
+        def watch():
+            while not stop.wait(0.05):
+                stages.append(scrape(url))
 
         threads = [threading.Thread(target=client, args=(number,)) for number in range(16)]
-        threads.append(threading.Thread(target=prober))
+        threads.append(threading.Thread(target=watch))
+        probes = Probes([f"{url}/health", f"{url}/ping", f"{url}/metrics"], 0.02)  # a process of their own
         for thread in threads:
             thread.start()
         time.sleep(6)
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+        probed = probes.stop()
         after = scrape(url)
     finally:
         process.stop()
@@ -120,9 +126,8 @@ def test_at_four_times_capacity_admitted_requests_are_answered_the_rest_refused_
     assert statuses == {200, 429}, statuses
     assert all(text == expected for status, text in outcomes if status == 200)
     assert sum(status == 200 for status, _ in outcomes) >= 8
-    latencies = sorted(seconds for status, seconds in probes if status == 200)
-    assert len(latencies) == len(probes) > 50
-    assert latencies[int(0.99 * (len(latencies) - 1))] < 0.1, latencies[-10:]
+    assert {status for _, status, _ in probed} == {200} and len(probed) > 50
+    assert percentile([seconds for _, _, seconds in probed], 0.99) < 0.1, sorted(probed, key=lambda p: p[2])[-5:]
     in_flight = [stage[("transformers_lm_requests_in_flight", ())] for stage in stages]
     assert 0 < max(in_flight) <= 4
     assert max(stage[("transformers_lm_running_sequences", ())] for stage in stages) > 0
@@ -135,17 +140,21 @@ def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path
     """One handler thread: while a long generation holds it, the next request waits for it; its client gives up
     there. When the thread frees, the door sees the peer gone and runs nothing of it."""
     process, url = tiny_lm_server(tmp_path, {"GUNICORN_THREADS": "1", "MAX_NEW_TOKENS": "400"})
+    long = {"dialog_contexts": [[PROMPT]], "configs": [{"max_new_tokens": 400, "min_new_tokens": 400,
+                                                         "do_sample": False, "num_return_sequences": 1}]}
     try:
-        before, answers = scrape(url), []
-        holder = threading.Thread(target=lambda: answers.append(completion(requests, url, max_tokens=400).json()))
+        [(_, prompt_tokens)] = [(item["text"], item["tokens"]) for item in
+                                requests.post(f"{url}/respond/prompts", json=long, timeout=30).json()]
+        before = scrape(url)
+        holder = threading.Thread(target=requests.post, args=(f"{url}/respond",), kwargs={"json": long, "timeout": 60})
         holder.start()
         time.sleep(0.3)
         with pytest.raises(requests.exceptions.ReadTimeout):
-            completion(requests, url, timeout=0.3, prompt="A prompt nobody waits for.")
+            requests.post(f"{url}/respond", json={"dialog_contexts": [["Nobody waits for this one."]]}, timeout=0.5)
         holder.join()
         after = scrape(url)
     finally:
         process.stop()
     computed = [key for key in after if key[0] == "transformers_lm_prompt_tokens_total"]
-    assert sum(after[key] - before.get(key, 0) for key in computed) == answers[0]["usage"]["prompt_tokens"]
-    assert after[("transformers_lm_requests_total", (("endpoint", "/v1/completions"), ("status", "499")))] == 1
+    assert sum(after[key] - before.get(key, 0) for key in computed) == prompt_tokens  # the long request's alone
+    assert after[("transformers_lm_requests_total", (("endpoint", "/respond"), ("status", "499")))] == 1

@@ -80,7 +80,7 @@ def test_the_gunicorn_config_takes_its_values_from_the_settings(monkeypatch):
         monkeypatch.setenv(name, value)
     config = runpy.run_path(str(GUNICORN_CONF))
     assert (config["bind"], config["workers"], config["threads"], config["timeout"], config["loglevel"]) == (
-        "127.0.0.1:9001", 2, 32, 60, "debug")
+        "127.0.0.1:9001", 2, 16 + 256 + 32, 60, "debug")  # a thread per admitted request, and the reserve
     assert config["wsgi_app"] == "services.transformers_lm.server:create_app()"
     assert (config["worker_class"], config["graceful_timeout"], config["control_socket_disable"]) == (
         "gthread", 30, True)

@@ -153,9 +153,9 @@ def test_stop_strings_and_speaker_labels_cut_the_reply(stack):
     # Left alone, SmolLM2 goes on with the transcript: the next speakers' lines.
     transcript = {"dialog_contexts": [["Continue this transcript:\nHuman: hi\nAI: hello\nHuman: how are you?\n"
                                        "AI: fine\nHuman: bye"]], "prompts": ["You are kind."],
-                  "configs": [{**GREEDY, "max_new_tokens": 60}]}
+                  "configs": [GREEDY]}
     prompt = requests.post(f"{stack.front_url}/respond/prompts", json=transcript, timeout=30).json()[0]["text"]
-    bare = bare_completion(stack, prompt, 60)["choices"][0]["text"]
+    bare = bare_completion(stack, prompt, GREEDY["max_new_tokens"])["choices"][0]["text"]
     reply = greedy_reply(stack.front_url, transcript)
     assert reply and reply in bare and not LABEL.search(reply), (reply, bare)
     # The reply ends where bare vLLM's text goes on to a line of the next speaker.

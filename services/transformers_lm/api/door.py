@@ -1,13 +1,13 @@
 """The door: admission of requests before Flask sees them.
 
-A request is counted from the moment a handler thread takes it (gunicorn.conf.py sizes the threads from the same
-bound, so an admitted request never waits for one) until its last byte is sent or its stream is closed. Past
-`capacity` requests in flight the answer is an immediate 429 with Retry-After, prepared once as bytes: a flood of
-clients that ignore Retry-After pays for no Flask request, no JSON encoding, no lock held while answering, since
-every Python cycle spent refusing is taken from the inference thread, which shares the interpreter's lock.
+The operations that wait for the engine (those the OpenAPI document says may answer 429) are counted from the
+moment a handler thread takes them (gunicorn.conf.py sizes the threads from the same bound, so an admitted request
+never waits for one) until the last byte is sent or the stream is closed. Past `capacity` in flight the answer is
+an immediate 429 with Retry-After, prepared once as bytes: refusing runs no Flask request and no JSON encoding,
+because every Python cycle spent refusing is taken from the inference thread, which shares the interpreter's lock.
 
-Probes and scrapes (OPEN_PATHS) never count and are never refused: they hold no engine work. A client that left
-while its request waited for a thread (its socket shows the peer closed) costs nothing either.
+Everything else (/health, /ping, /metrics, the documents, the playground) is neither counted nor refused. A client
+that left while its request waited for a thread (its socket shows the peer closed) costs nothing either.
 """
 import json
 from http import HTTPStatus
@@ -19,9 +19,14 @@ from common.http import HTTPError, dream_body, is_under, openai_body
 
 from .disconnects import client_gone
 
-OPEN_PATHS = frozenset({"/health", "/ping", "/metrics", "/openapi.json"})
 RETRY_AFTER_S = 1
 GONE = ("499 Client Closed Request", [("Content-Length", "0")], [b""])  # nginx's status; nobody reads it
+
+
+def refusable(document: dict) -> set:
+    """(method, path) of each operation `document` (OpenAPI) says may answer 429."""
+    return {(method.upper(), path) for path, operations in document["paths"].items()
+            for method, operation in operations.items() if "429" in operation["responses"]}
 
 
 def prepared(error: HTTPError, shape) -> tuple:
@@ -32,23 +37,22 @@ def prepared(error: HTTPError, shape) -> tuple:
 
 
 class Door:
-    """WSGI middleware: at most `capacity` requests in flight through `app`; `count(path, status)` hears of each
-    request the door answers itself (paths not in `paths`, the app's routes, are counted as `unmatched`)."""
+    """WSGI middleware: at most `capacity` requests of the `gated` (method, path) operations in flight through
+    `app`; `count(path, status)` hears of each request the door answers itself."""
 
-    def __init__(self, app, capacity: int, paths, count, openai_prefix: str = "/v1", unmatched: str = "unmatched"):
+    def __init__(self, app, capacity: int, gated: set, count, openai_prefix: str = "/v1"):
         self.app = app
-        self.paths = frozenset(paths)
+        self.gated = frozenset(gated)
         self.count = count
-        self.openai_prefix = openai_prefix
-        self.unmatched = unmatched
         self.gate = Gate(capacity)
         refusal = HTTPError(429, f"the server is at capacity ({capacity} requests in flight); retry later",
                             headers={"Retry-After": str(RETRY_AFTER_S)})
         self.refusals = {True: prepared(refusal, openai_body), False: prepared(refusal, dream_body)}
+        self.openai_prefix = openai_prefix
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path in OPEN_PATHS:
+        if (environ.get("REQUEST_METHOD"), path) not in self.gated:
             return self.app(environ, start_response)
         if not self.gate.enter():
             return self._answer(path, 429, self.refusals[is_under(path, self.openai_prefix)], start_response)
@@ -66,7 +70,7 @@ class Door:
         return self.gate.inside
 
     def _answer(self, path: str, status: int, answer: tuple, start_response):
-        self.count(path if path in self.paths else self.unmatched, status)
+        self.count(path, status)
         status_line, headers, body = answer
         start_response(status_line, headers)
         return body
