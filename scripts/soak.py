@@ -46,11 +46,15 @@ def metric(base_url: str, name: str):
 
 
 def worker_processes(port: int) -> list:
-    """The processes listening on `port` whose parent does not (gunicorn's workers, not their master)."""
-    listening = {connection.pid for connection in psutil.net_connections("tcp")
-                 if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid}
-    processes = [psutil.Process(pid) for pid in listening]
-    return [process for process in processes if process.ppid() not in listening]
+    """The processes listening on `port` whose parent does not (gunicorn's workers, not their master); none where
+    they can't be seen (another user's, another host's)."""
+    try:
+        listening = {connection.pid for connection in psutil.net_connections("tcp")
+                     if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid}
+        processes = [psutil.Process(pid) for pid in listening]
+        return [process for process in processes if process.ppid() not in listening]
+    except psutil.Error:
+        return []
 
 
 def rss_mb(processes: list):

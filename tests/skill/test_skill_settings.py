@@ -71,10 +71,11 @@ def test_a_bad_value_is_an_error_naming_the_variable(name, value, message):
 
 def test_the_gunicorn_config_takes_its_values_from_the_settings(monkeypatch):
     for name, value in {"SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": "9003", "GENERATIVE_TIMEOUT": "45.5",
-                        "LOG_LEVEL": ""}.items():
+                        "LOG_LEVEL": "", "MAX_CONCURRENT_REQUESTS": "20"}.items():
         monkeypatch.setenv(name, value)
     config = runpy.run_path(str(ROOT / "skills/dff_universal_prompted_skill/gunicorn.conf.py"))
+    # a thread for every request the door admits, and a reserve for /health and refusals
     assert (config["bind"], config["workers"], config["threads"], config["timeout"], config["loglevel"]) == (
-        "127.0.0.1:9003", 2, 8, 75, "info")
+        "127.0.0.1:9003", 2, 28, 75, "info")
     assert config["wsgi_app"] == "skills.dff_universal_prompted_skill.server:create_app()"
     assert (config["worker_class"], config["control_socket_disable"]) == ("gthread", True)

@@ -1,6 +1,7 @@
 """The door (api/door.py): past capacity an immediate 429, every admitted request answered, probes never waiting
 behind generation, and a client that left before its turn costs nothing."""
 import json
+import socket
 import threading
 import time
 
@@ -9,12 +10,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import EnvironBuilder
 
+from scripts.bench.bench_respond import percentile
+from scripts.soak import Probes
 from services.transformers_lm.api.door import Door, refusable
 from services.transformers_lm.api.openapi import openapi_document
 from services.transformers_lm.service import service_limits
 from services.transformers_lm.settings import THREAD_RESERVE, Settings
-from scripts.bench.bench_respond import percentile
-from scripts.soak import Probes
 from tests.helpers.processes import tiny_lm_server
 
 PROMPT = "Tell me a story about the sea."
@@ -22,13 +23,14 @@ TOKENS = 48
 CAPACITY = {"MAX_BATCH_SIZE": "2", "MAX_QUEUE": "2", "MAX_NEW_TOKENS": str(TOKENS)}  # 4 requests at once
 
 
-def app(environ, start_response):
+def inner(environ, start_response):
+    """The app behind the door in the unit tests: it answers at once."""
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"generated"]
+    return [b"inner"]
 
 
 def call(door, path, method="POST") -> tuple:
-    """(status line, headers, the answer's iterable, still open) of one request through `door`."""
+    """(status line, headers, the answer's iterable, not closed yet) of one request through `door`."""
     seen = {}
     answer = door(EnvironBuilder(path=path, method=method).get_environ(),
                   lambda status, headers: seen.update(status=status, headers=dict(headers)))
@@ -37,20 +39,35 @@ def call(door, path, method="POST") -> tuple:
 
 def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_counts_it():
     counted = []
-    door = Door(app, 2, {("POST", "/respond"), ("POST", "/v1/completions")}, lambda *answer: counted.append(answer))
+    door = Door(inner, 2, {("POST", "/respond"), ("POST", "/v1/completions")}, lambda *answer: counted.append(answer))
     first, second = call(door, "/respond")[2], call(door, "/v1/completions")[2]
     assert door.in_flight == 2
     status, headers, body = call(door, "/respond")
     assert (status, headers["Retry-After"]) == ("429 Too Many Requests", "1")
-    assert b"".join(body) == b'{"error": "the server is at capacity (2 requests in flight); retry later", "field": null}'
+    assert json.loads(b"".join(body)) == {"error": "the server is at capacity (2 requests in flight); retry later",
+                                          "field": None}
     status, headers, body = call(door, "/v1/completions")
-    assert status.startswith("429") and b'"type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"' in body[0]
+    error = json.loads(b"".join(body))["error"]
+    assert status.startswith("429") and (error["type"], error["param"], error["code"]) == (
+        "rate_limit_error", None, "rate_limit_exceeded")
     assert counted == [("/respond", 429), ("/v1/completions", 429)]
     for method, path in (("GET", "/health"), ("POST", "/ping"), ("GET", "/respond"), ("POST", "/nowhere")):
         assert call(door, path, method)[0] == "200 OK"  # neither counted nor refused: they wait for no engine
     first.close()  # the last byte is out (or the stream closed): its place frees
     assert door.in_flight == 1 and call(door, "/respond")[0] == "200 OK"
     second.close()
+
+
+def test_a_request_whose_client_has_left_is_not_run():
+    ran = []
+    door = Door(lambda *request: ran.append(request), 2, {("POST", "/respond")}, lambda *answer: None)
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        client_side.close()  # gave up while the request waited for a thread
+        environ = EnvironBuilder(path="/respond", method="POST").get_environ()
+        seen = []
+        assert door({**environ, "gunicorn.socket": server_side}, lambda *answer: seen.append(answer)) == [b""]
+    assert seen[0][0].startswith("499") and not ran and door.in_flight == 0
 
 
 def test_the_door_gates_what_the_document_says_may_answer_429():
@@ -143,8 +160,7 @@ def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path
     long = {"dialog_contexts": [[PROMPT]], "configs": [{"max_new_tokens": 400, "min_new_tokens": 400,
                                                          "do_sample": False, "num_return_sequences": 1}]}
     try:
-        [(_, prompt_tokens)] = [(item["text"], item["tokens"]) for item in
-                                requests.post(f"{url}/respond/prompts", json=long, timeout=30).json()]
+        [prompt] = requests.post(f"{url}/respond/prompts", json=long, timeout=30).json()
         before = scrape(url)
         holder = threading.Thread(target=requests.post, args=(f"{url}/respond",), kwargs={"json": long, "timeout": 60})
         holder.start()
@@ -156,5 +172,5 @@ def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path
     finally:
         process.stop()
     computed = [key for key in after if key[0] == "transformers_lm_prompt_tokens_total"]
-    assert sum(after[key] - before.get(key, 0) for key in computed) == prompt_tokens  # the long request's alone
+    assert sum(after[key] - before.get(key, 0) for key in computed) == prompt["tokens"]  # the long request's alone
     assert after[("transformers_lm_requests_total", (("endpoint", "/respond"), ("status", "499")))] == 1

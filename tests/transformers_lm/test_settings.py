@@ -31,7 +31,8 @@ def test_an_empty_environment_gives_the_defaults():
     assert (settings.max_input_tokens, settings.max_body_bytes, settings.torch_threads) == (
         1 << 30, 4 * 1024 * 1024, default_threads())
     assert (settings.host, settings.port, settings.workers, settings.threads, settings.worker_timeout,
-            settings.log_level) == ("0.0.0.0", 8130, 1, 32, 600, "info")
+            settings.log_level) == ("0.0.0.0", 8130, 1, 0, 600, "info")
+    assert settings.handler_threads == 16 + 256 + 32  # MAX_BATCH_SIZE + MAX_QUEUE + the reserve
 
 
 def test_an_empty_value_means_the_default():
