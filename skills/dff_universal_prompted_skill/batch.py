@@ -44,14 +44,15 @@ def _generate(lm_request: LMRequest, answer_by: float) -> list:
     the time its dialog has left, and frees its slot when the dialog's empty reply is sent."""
     logger.debug("prompt %r, context %r", lm_request.prompt, lm_request.dialog_context)
     started = time.monotonic()
-    if started >= answer_by:
+    time_left = round(answer_by - started, 1)  # to a tenth of a second, as the log line says it
+    if time_left <= 0:
         raise GenerativeServiceError(f"no LLM call could start within {lm_request.timeout}s")
     hypotheses = send_request_to_prompted_generative_service(
         lm_request.dialog_context,
         lm_request.prompt,
         lm_request.url,
         lm_request.config,
-        answer_by - started,
+        time_left,
         lm_request.sending_variables,
     )
     logger.info(
