@@ -163,6 +163,10 @@ def test_front_waits_for_an_engine_that_is_down_at_start_and_serves_once_it_is_u
     back = None
     try:
         wait_http(f"{front_url}/ping", timeout=60, process=front_process)
+        deadline = time.monotonic() + 60
+        while "waiting for the engine" not in (requests.get(f"{front_url}/health", timeout=5).json()["error"] or ""):
+            assert time.monotonic() < deadline, "the front never said it waits for its engine"
+            time.sleep(0.2)  # the tokenizer is loading
         started = time.monotonic()
         health = requests.get(f"{front_url}/health", timeout=5)
         answer = requests.post(f"{front_url}/respond", json=DIALOG, timeout=5)
