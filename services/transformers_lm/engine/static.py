@@ -11,9 +11,10 @@ from collections import deque
 from concurrent.futures import CancelledError
 
 from .embeddings import EmbeddingJob, embed
-from .errors import GenerationFailed, QueueFull
+from .errors import GenerationFailed
 from .generation import generate_group
 from .instruments import Instruments
+from .queueing import enqueue, take_back
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +34,10 @@ class BatchEngine(Instruments):
         self.thread.start()
 
     def submit(self, samples: list) -> list:
-        """Queue samples (or EmbeddingJobs); returns their futures (each resolves to a list of hypotheses).
-
-        A bounded queue: past `max_queue` waiting samples the request is refused whole (QueueFull), so
-        every accepted request is answered within its deadline instead of piling up.
-        """
+        """Queue samples (or EmbeddingJobs) in the bounded queue (queueing.py); returns their futures (each
+        resolves to a list of hypotheses)."""
         with self.condition:
-            if len(self.pending) + len(samples) > self.max_queue:
-                raise QueueFull(self.max_queue)
-            now = time.monotonic()
-            for sample in samples:
-                sample.submitted_at = now
-            self.pending.extend(samples)
+            enqueue(self.pending, samples, self.max_queue)
             self.condition.notify()
         return [sample.future for sample in samples]
 
@@ -52,10 +45,9 @@ class BatchEngine(Instruments):
         """Take back a sample nobody waits for any more: True if it left the queue; if it already
         started, it is marked abandoned (an engine that can drops it at its next step) and False."""
         with self.condition:
-            if sample not in self.pending:
+            if not take_back(self.pending, sample):
                 sample.abandoned = True
                 return False
-            self.pending.remove(sample)
         return sample.future.cancel()
 
     embeddings = True  # runs EmbeddingJobs too

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from .errors import EngineError, EngineFailed, EngineRejected, EngineTimeout, EngineUnavailable, GenerationFailed
-from .errors import QueueFull
 from .instruments import Instruments
+from .queueing import enqueue, take_back
 from .samples import Hypothesis
 from .sequences import ReplyText
 from .upstream_protocol import error_message, server_of, upstream_stops
@@ -107,20 +107,13 @@ class UpstreamEngine(Instruments):
 
     def submit(self, samples: list) -> list:
         with self.lock:
-            if len(self.pending) + len(samples) > self.max_queue:
-                raise QueueFull(self.max_queue)
-            now = time.monotonic()
-            for sample in samples:
-                sample.submitted_at = now
-            self.pending.extend(samples)
+            enqueue(self.pending, samples, self.max_queue)
         self.loop.call_soon_threadsafe(self._dispatch)
         return [sample.future for sample in samples]
 
     def withdraw(self, sample) -> bool:
         with self.lock:
-            queued = sample in self.pending
-            if queued:
-                self.pending.remove(sample)
+            queued = take_back(self.pending, sample)
         if queued:
             return sample.future.cancel()
         sample.abandoned = True
