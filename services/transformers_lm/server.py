@@ -46,7 +46,7 @@ def create_app(settings: Settings = None, service: LMService = None) -> Flask:
     app.register_blueprint(playground_blueprint(settings))
     # The operations that wait for the engine are those documented to answer 429.
     gated = refusable(openapi_document(settings.service_name, service_limits(settings)))
-    door = Door(app.wsgi_app, settings.capacity, gated, metrics.count_request, "/v1")
+    door = Door(app.wsgi_app, settings.capacity, gated, metrics.count_request, "/v1", settings.held_refusals)
     app.wsgi_app = door
     return app
 

@@ -5,17 +5,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from .engine import ragged_attention
-from .engine.continuous import ContinuousEngine
-from .engine.embeddings import EmbeddingJob
 from .engine.errors import EngineError, EngineStopped, GenerationFailed, GenerationTimeout
-from .engine.samples import Sample
-from .engine.static import BatchEngine
+from .engine.samples import EmbeddingJob, Sample
 from .engine.stops import StopMatcher
 from .engine.upstream import UpstreamEngine
 from .errors import ClientGone, InvalidField, NotReady, SampleFailed
 from .generation_params import Limits, capped_defaults, load_defaults, merge, parse
-from .model.loading import load_model
+from .model.source import load_tokenizer
 from .prompting import PromptBuilder, apply_replacement
 from .replies import finish_reply
 
@@ -43,6 +39,16 @@ def stop_matcher(stop_strings: tuple, labels: bool = True) -> StopMatcher:
     return StopMatcher(stop_strings, labels)
 
 
+# The local engines and their weights are imported only when chosen: a front (ENGINE=openai) never imports torch,
+# so its image can leave torch out (requirements-front.txt).
+def load(settings):
+    """ENGINE=openai: the tokenizer only. Else the weights too."""
+    if settings.engine == "openai":
+        return load_tokenizer(settings)
+    from .model.loading import load_model
+    return load_model(settings)
+
+
 def build_engine(settings, loaded):
     """ENGINE=openai: the server at ENGINE_URL. Else the continuous engine unless BATCHING=static or the model
     can't run ragged attention."""
@@ -50,6 +56,9 @@ def build_engine(settings, loaded):
         return UpstreamEngine(loaded.tokenizer, settings.engine_url, settings.engine_api_key, settings.engine_model,
                               settings.engine_server, settings.engine_timeout, settings.max_batch_size,
                               settings.max_queue)
+    from .engine import ragged_attention
+    from .engine.continuous import ContinuousEngine
+    from .engine.static import BatchEngine
     if settings.batching == "continuous":
         if ragged_attention.enable(loaded.model):
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
@@ -248,7 +257,7 @@ class ServiceHolder:
 
     def load(self, settings):
         try:
-            loaded = load_model(settings)
+            loaded = load(settings)
             engine = build_engine(settings, loaded)
             if isinstance(engine, UpstreamEngine):
                 self.waiting_for = engine  # /health says why it is not ready yet

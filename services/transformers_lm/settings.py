@@ -10,8 +10,11 @@ from common.speaker_labels import speakers
 
 __all__ = ["Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
 
-# Handler threads beyond the admitted requests (GUNICORN_THREADS' default): for probes, scrapes and refusals.
+# Handler threads beyond the admitted and the held requests (GUNICORN_THREADS' default): for probes, scrapes and
+# immediate refusals.
 THREAD_RESERVE = 32
+# Refusals the door may hold back at once (api/door.py), per request it admits: a load of 5x the capacity.
+HOLD_FACTOR = 4
 
 
 def parse_list(value) -> list:
@@ -100,7 +103,7 @@ class Settings:
     port: int = setting("SERVICE_PORT", non_negative(int), 8130, "port gunicorn listens on")
     workers: int = setting("WORKERS", positive(int), 1, "gunicorn workers, one model copy each")
     threads: int = setting("GUNICORN_THREADS", non_negative(int), 0, "handler threads per worker",
-                           shown=f"MAX_BATCH_SIZE + MAX_QUEUE + {THREAD_RESERVE}")
+                           shown=f"{HOLD_FACTOR + 1} × (MAX_BATCH_SIZE + MAX_QUEUE) + {THREAD_RESERVE}")
     worker_timeout: int = setting("GUNICORN_TIMEOUT", non_negative(int), 600, "seconds a hung worker lives")
     log_level: str = setting("LOG_LEVEL", one_of("debug", "info", "warning", "error", "critical"), "info",
                              "gunicorn's and the app's log level")
@@ -116,9 +119,17 @@ class Settings:
         return self.max_batch_size + self.max_queue
 
     @property
+    def held_refusals(self) -> int:
+        """Refusals the door may hold back at once, each asleep in a handler thread: HOLD_FACTOR per admitted
+        request, or what GUNICORN_THREADS leaves beyond the admitted requests and THREAD_RESERVE."""
+        if self.threads:
+            return max(0, self.threads - self.capacity - THREAD_RESERVE)
+        return HOLD_FACTOR * self.capacity
+
+    @property
     def handler_threads(self) -> int:
-        """GUNICORN_THREADS, by default a thread for every admitted request and THREAD_RESERVE more."""
-        return self.threads or self.capacity + THREAD_RESERVE
+        """GUNICORN_THREADS, by default a thread for every admitted or held request and THREAD_RESERVE more."""
+        return self.threads or self.capacity + self.held_refusals + THREAD_RESERVE
 
     @property
     def speakers(self) -> tuple:

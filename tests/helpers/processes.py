@@ -64,13 +64,14 @@ def start(cmd: Sequence[str], env: Optional[Mapping[str, str]] = None, log_path=
 
 
 def gunicorn(config: str, port: int, env: Optional[Mapping[str, str]] = None, log_path=None,
-             cwd=None) -> Process:
-    """gunicorn with ``config`` (a path from ``cwd``, default the repo root) on 127.0.0.1:``port``.
+             cwd=None, python: str = sys.executable) -> Process:
+    """gunicorn with ``config`` (a path from ``cwd``, default the repo root) on 127.0.0.1:``port``, run by ``python``
+    (another venv's, to test an install without some package).
 
     Debug logging with captured output, so app logs and prints reach the log file.
     """
     cmd = [
-        sys.executable, "-m", "gunicorn", "-c", config, "-b", f"127.0.0.1:{port}",
+        str(python), "-m", "gunicorn", "-c", config, "-b", f"127.0.0.1:{port}",
         "--log-level", "debug", "--capture-output", "--error-logfile", "-",
         # One default control socket path per user: concurrent servers would fight over it.
         "--no-control-socket",

@@ -3,7 +3,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from services.transformers_lm.model.loading import LoadedModel, model_window
+from services.transformers_lm.model.source import LoadedModel, model_window
 from services.transformers_lm.model.precision import Precision, quantize
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -12,7 +12,7 @@ VLLM_WINDOW = 4096  # --max-model-len
 
 def safetensors_folder() -> str:
     """The embedded model's conversion cache: a model folder vLLM loads as it is."""
-    from services.transformers_lm.model.loading import resolve_source
+    from services.transformers_lm.model.source import resolve_source
     from services.transformers_lm.settings import Settings
     return resolve_source(Settings.from_env({}))[1]
 

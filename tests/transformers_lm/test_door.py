@@ -15,7 +15,7 @@ from scripts.soak import Probes
 from services.transformers_lm.api.door import Door, refusable
 from services.transformers_lm.api.openapi import openapi_document
 from services.transformers_lm.service import service_limits
-from services.transformers_lm.settings import THREAD_RESERVE, Settings
+from services.transformers_lm.settings import HOLD_FACTOR, THREAD_RESERVE, Settings
 from tests.helpers.processes import tiny_lm_server
 
 PROMPT = "Tell me a story about the sea."
@@ -29,11 +29,13 @@ def inner(environ, start_response):
     return [b"inner"]
 
 
-def call(door, path, method="POST") -> tuple:
-    """(status line, headers, the answer's iterable, not closed yet) of one request through `door`."""
+def call(door, path, method="POST", connection=("127.0.0.1", "50000")) -> tuple:
+    """(status line, headers, the answer's iterable, not closed yet) of one request through `door`, on the
+    connection from (address, port) `connection`."""
     seen = {}
-    answer = door(EnvironBuilder(path=path, method=method).get_environ(),
-                  lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    environ = EnvironBuilder(path=path, method=method).get_environ()
+    environ.update(REMOTE_ADDR=connection[0], REMOTE_PORT=connection[1])
+    answer = door(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
     return seen["status"], seen["headers"], answer
 
 
@@ -58,6 +60,36 @@ def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_cou
     second.close()
 
 
+def timed(door, connection) -> tuple:
+    """(status line, seconds) of a /respond through `door` on `connection`."""
+    started = time.monotonic()
+    status = call(door, "/respond", connection=connection)[0]
+    return status, time.monotonic() - started
+
+
+def test_a_connection_back_before_its_retry_after_is_held_until_it_is_over_then_admitted_if_there_is_room():
+    door = Door(inner, 1, {("POST", "/respond")}, lambda *answer: None, holding=1)
+    running = call(door, "/respond")[2]
+    spinner, other = ("127.0.0.1", "50001"), ("127.0.0.1", "50002")
+    status, seconds = timed(door, spinner)
+    assert status.startswith("429") and seconds < 0.2  # a first refusal is immediate
+    status, seconds = timed(door, spinner)  # back at once: held out the Retry-After, still full
+    assert status.startswith("429") and 0.8 < seconds < 1.5
+    assert timed(door, other)[1] < 0.2  # another connection's first refusal is not held
+    threading.Timer(0.3, running.close).start()  # room appears while it is held
+    status, seconds = timed(door, spinner)
+    assert status == "200 OK" and 0.8 < seconds < 1.5
+    time.sleep(1.1)  # a client that waits what Retry-After says is never held
+    assert timed(door, other)[1] < 0.2
+
+
+def test_past_its_places_to_hold_the_door_refuses_a_spinning_connection_at_once():
+    door = Door(inner, 1, {("POST", "/respond")}, lambda *answer: None, holding=0)
+    running = call(door, "/respond")[2]
+    assert [timed(door, ("127.0.0.1", "50001"))[1] < 0.2 for _ in range(3)] == [True] * 3
+    running.close()
+
+
 def test_a_request_whose_client_has_left_is_not_run():
     ran = []
     door = Door(lambda *request: ran.append(request), 2, {("POST", "/respond")}, lambda *answer: None)
@@ -76,10 +108,14 @@ def test_the_door_gates_what_the_document_says_may_answer_429():
         "/respond", "/generate_goals", "/embeddings", "/v1/chat/completions", "/v1/completions", "/v1/embeddings")}
 
 
-def test_the_handler_threads_default_to_one_per_admitted_request_and_a_reserve():
+def test_the_handler_threads_default_to_one_per_admitted_or_held_request_and_a_reserve():
     settings = Settings.from_env({"MAX_BATCH_SIZE": "8", "MAX_QUEUE": "24"})
-    assert (settings.capacity, settings.handler_threads) == (32, 32 + THREAD_RESERVE)
-    assert Settings.from_env({"GUNICORN_THREADS": "5"}).handler_threads == 5
+    assert (settings.capacity, settings.held_refusals) == (32, HOLD_FACTOR * 32)
+    assert settings.handler_threads == 32 + HOLD_FACTOR * 32 + THREAD_RESERVE
+    assert (Settings.from_env({"GUNICORN_THREADS": "5"}).handler_threads,
+            Settings.from_env({"GUNICORN_THREADS": "5"}).held_refusals) == (5, 0)
+    given = Settings.from_env({"MAX_BATCH_SIZE": "8", "MAX_QUEUE": "24", "GUNICORN_THREADS": "100"})
+    assert given.held_refusals == 100 - 32 - THREAD_RESERVE
 
 
 def parsed(text: str) -> dict:

@@ -17,7 +17,7 @@ from services.transformers_lm.api.dream_protocol import parse_embeddings as pars
 from services.transformers_lm.api.errors import classify
 from services.transformers_lm.api.openai_protocol import embedding_list, parse_embeddings
 from services.transformers_lm.engine.continuous import ContinuousEngine
-from services.transformers_lm.engine.embeddings import EmbeddingJob
+from services.transformers_lm.engine.samples import EmbeddingJob
 from services.transformers_lm.engine.errors import GenerationTimeout, QueueFull
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.errors import ClientGone, InvalidField, SampleFailed

@@ -12,7 +12,7 @@ from transformers import MistralConfig, MistralForCausalLM
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.service import LMService, build_engine
-from services.transformers_lm.model.loading import LoadedModel
+from services.transformers_lm.model.source import LoadedModel
 from services.transformers_lm.service import Task
 from services.transformers_lm.engine.sequences import Sequence
 from services.transformers_lm.settings import Settings

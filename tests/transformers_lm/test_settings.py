@@ -32,7 +32,7 @@ def test_an_empty_environment_gives_the_defaults():
         1 << 30, 4 * 1024 * 1024, default_threads())
     assert (settings.host, settings.port, settings.workers, settings.threads, settings.worker_timeout,
             settings.log_level) == ("0.0.0.0", 8130, 1, 0, 600, "info")
-    assert settings.handler_threads == 16 + 256 + 32  # MAX_BATCH_SIZE + MAX_QUEUE + the reserve
+    assert settings.handler_threads == 5 * (16 + 256) + 32  # per admitted request, 1 + 4 to hold; the reserve
 
 
 def test_an_empty_value_means_the_default():
@@ -81,7 +81,7 @@ def test_the_gunicorn_config_takes_its_values_from_the_settings(monkeypatch):
         monkeypatch.setenv(name, value)
     config = runpy.run_path(str(GUNICORN_CONF))
     assert (config["bind"], config["workers"], config["threads"], config["timeout"], config["loglevel"]) == (
-        "127.0.0.1:9001", 2, 16 + 256 + 32, 60, "debug")  # a thread per admitted request, and the reserve
+        "127.0.0.1:9001", 2, 5 * (16 + 256) + 32, 60, "debug")  # per admitted request, 1 + 4 to hold; the reserve
     assert config["wsgi_app"] == "services.transformers_lm.server:create_app()"
     assert (config["worker_class"], config["graceful_timeout"], config["control_socket_disable"]) == (
         "gthread", 30, True)

@@ -3,10 +3,13 @@ server too), and in front of a faulty server (refusing, failing, hanging, breaki
 The tests against a real vLLM are in test_upstream_vllm.py."""
 import json
 import select
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psutil
 import pytest
 import requests
 
@@ -14,7 +17,8 @@ from services.transformers_lm.engine.samples import GenerationParams
 from services.transformers_lm.engine.stops import StopMatcher
 from services.transformers_lm.engine.upstream_protocol import SERVERS, error_message, server_of, upstream_stops
 from services.transformers_lm.generation_params import parse
-from tests.helpers.processes import free_port, gunicorn, save_tiny_model, tiny_lm, wait_http, LM_CONFIG
+from tests.helpers.processes import (LM_CONFIG, REPO_ROOT, free_port, gunicorn, save_tiny_model, tiny_lm, wait_http,
+                                     worker_pids)
 
 GREEDY = {"do_sample": False, "min_new_tokens": 0, "max_new_tokens": 8, "num_return_sequences": 1}
 DIALOG = {"dialog_contexts": [["Hello there", "Hi!", "How are you?"], ["Tell me a story"]],
@@ -83,11 +87,14 @@ def test_error_messages_as_servers_word_them():
 
 # --- a front in front of a real tiny-model transformers_lm ---
 
-def front(engine_url: str, model_folder, **env):
+FRONT_PYTHON = REPO_ROOT / ".venv-front" / "bin" / "python"  # `make front-setup`: requirements-front.txt, no torch
+
+
+def front(engine_url: str, model_folder, python=sys.executable, **env):
     port = free_port()
     settings = {"ENGINE": "openai", "ENGINE_URL": engine_url, "PRETRAINED_MODEL_NAME_OR_PATH": str(model_folder),
                 "MAX_NEW_TOKENS": "64", **{name.upper(): str(value) for name, value in env.items()}}
-    return gunicorn(LM_CONFIG, port, settings), f"http://127.0.0.1:{port}"
+    return gunicorn(LM_CONFIG, port, settings, python=python), f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +152,22 @@ def test_front_streams_openai_chat_and_its_health_names_the_engine(back_and_fron
     health = requests.get(f"{front_url}/health", timeout=5).json()
     assert health["engine"] == "openai" and health["engine_server"] == "transformers_lm"
     assert health["engine_model"] == str(tiny_folder) and health["status"] == "ok"
+
+
+@pytest.mark.processes
+def test_a_front_installed_without_torch_serves_in_a_worker_under_300_mb(back_and_front, tiny_folder):
+    back_url, front_url = back_and_front
+    assert subprocess.run([FRONT_PYTHON, "-c", "import torch"], capture_output=True).returncode != 0
+    lean, lean_url = front(f"{back_url}/v1", tiny_folder, python=FRONT_PYTHON)
+    try:
+        wait_http(f"{lean_url}/health", timeout=60, process=lean)
+        answer = requests.post(f"{lean_url}/respond", json=DIALOG, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == requests.post(f"{front_url}/respond", json=DIALOG, timeout=60).json()
+        rss = [psutil.Process(pid).memory_info().rss for pid in worker_pids(lean)]
+        assert rss and max(rss) <= 300 << 20, f"worker RSS {max(rss) >> 20} MB"
+    finally:
+        lean.stop()
 
 
 @pytest.mark.processes

@@ -6,10 +6,18 @@ never waits for one) until the last byte is sent or the stream is closed. Past `
 an immediate 429 with Retry-After, prepared once as bytes: refusing runs no Flask request and no JSON encoding,
 because every Python cycle spent refusing is taken from the inference thread, which shares the interpreter's lock.
 
+A connection that comes back before the Retry-After of its last refusal (a client that ignores it, retrying at once)
+is held until that Retry-After has passed, then admitted if there is room or refused: such a client asks once per
+Retry-After, as an honest one does, instead of spinning through refusals that take the CPU and the interpreter's
+lock from generation. A held request sleeps in its handler thread (gunicorn.conf.py sizes the pool for `holding`
+of them; past that, a refusal is immediate).
+
 Everything else (/health, /ping, /metrics, the documents, the playground) is neither counted nor refused. A client
 that left while its request waited for a thread (its socket shows the peer closed) costs nothing either.
 """
 import json
+import threading
+import time
 from http import HTTPStatus
 
 from werkzeug.wsgi import ClosingIterator
@@ -38,13 +46,17 @@ def prepared(error: HTTPError, shape) -> tuple:
 
 class Door:
     """WSGI middleware: at most `capacity` requests of the `gated` (method, path) operations in flight through
-    `app`; `count(path, status)` hears of each request the door answers itself."""
+    `app`, at most `holding` refusals held back at once; `count(path, status)` hears of each request the door
+    answers itself."""
 
-    def __init__(self, app, capacity: int, gated: set, count, openai_prefix: str = "/v1"):
+    def __init__(self, app, capacity: int, gated: set, count, openai_prefix: str = "/v1", holding: int = 0):
         self.app = app
         self.gated = frozenset(gated)
         self.count = count
         self.gate = Gate(capacity)
+        self.held = Gate(holding)
+        self.refused = {}  # (address, port) of a connection -> when it was last refused, oldest first
+        self._refused_lock = threading.Lock()
         refusal = HTTPError(429, f"the server is at capacity ({capacity} requests in flight); retry later",
                             headers={"Retry-After": str(RETRY_AFTER_S)})
         self.refusals = {True: prepared(refusal, openai_body), False: prepared(refusal, dream_body)}
@@ -54,7 +66,7 @@ class Door:
         path = environ.get("PATH_INFO", "")
         if (environ.get("REQUEST_METHOD"), path) not in self.gated:
             return self.app(environ, start_response)
-        if not self.gate.enter():
+        if not self._admit((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))):
             return self._answer(path, 429, self.refusals[is_under(path, self.openai_prefix)], start_response)
         if client_gone(environ):
             self.gate.leave()
@@ -64,6 +76,32 @@ class Door:
         except BaseException:
             self.gate.leave()
             raise
+
+    def _admit(self, connection: tuple) -> bool:
+        """Whether a request on `connection` gets in: at once if there is room; else, if the connection was refused
+        less than Retry-After ago and a place to hold it is free, if there is room once that Retry-After is over."""
+        if self.gate.enter():
+            return True
+        with self._refused_lock:
+            last = self.refused.get(connection)
+        wait_s = None if last is None else last + RETRY_AFTER_S - time.monotonic()
+        if wait_s is not None and wait_s > 0 and self.held.enter():
+            try:
+                time.sleep(wait_s)  # gives up the interpreter's lock: holding costs generation nothing
+            finally:
+                self.held.leave()
+            if self.gate.enter():
+                return True
+        self._remember_refusal(connection)
+        return False
+
+    def _remember_refusal(self, connection: tuple):
+        now = time.monotonic()
+        with self._refused_lock:
+            self.refused.pop(connection, None)  # re-inserted last: the dict stays ordered by time
+            self.refused[connection] = now
+            while (oldest := next(iter(self.refused.items())))[1] < now - RETRY_AFTER_S:
+                del self.refused[oldest[0]]  # refused longer ago than Retry-After: nothing to hold it for
 
     @property
     def in_flight(self) -> int:

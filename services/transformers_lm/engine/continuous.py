@@ -19,11 +19,11 @@ import torch
 
 from . import ragged_attention
 from .decoding import choose_tokens
-from .embeddings import EmbeddingJob
 from .errors import GenerationFailed
 from .generation import eos_ids, generate_group
 from .kv_batch import KVBatch
 from .prefix_cache import PrefixCache
+from .samples import EmbeddingJob
 from .sequences import Sequence
 from .static import BatchEngine
 

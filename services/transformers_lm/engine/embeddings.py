@@ -1,26 +1,12 @@
-"""Embedding jobs: texts the inference thread runs through the base model, queued with (and like) the samples.
+"""Embedding jobs (samples.py): texts the inference thread runs through the base model, queued with (and like) the
+samples.
 
 A waiting job goes in the same bounded queue, a departed client withdraws it the same way, and the engines
 run the jobs waiting together as right-padded forward passes between their generation work.
 """
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
-
-
-@dataclass(eq=False)
-class EmbeddingJob:
-    """One text's token ids; the future resolves to its embedding, a list of floats of unit length."""
-    input_ids: list
-    future: Future = field(default_factory=Future)
-    abandoned: bool = False
-    submitted_at: float = 0.0
-    # It takes no row of a running batch: an engine admits it whatever the batch holds.
-    rows = 0
-    batch_key = "embedding"  # no generation sample's key (a JSON object) can equal it
 
 
 @torch.inference_mode()

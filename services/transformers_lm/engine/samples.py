@@ -1,4 +1,5 @@
-"""What request handlers hand to an engine (a Sample with its GenerationParams) and what they get back (Hypotheses)."""
+"""What request handlers hand to an engine (a Sample with its GenerationParams, or an EmbeddingJob) and what they
+get back (Hypotheses)."""
 import json
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -65,3 +66,15 @@ class Sample:
     def rows(self) -> int:
         """Batch rows this sample takes: beam search returns its sequences from one row."""
         return 1 if self.params.beam_search else self.params.num_return_sequences
+
+
+@dataclass(eq=False)
+class EmbeddingJob:
+    """One text's token ids; the future resolves to its embedding, a list of floats of unit length."""
+    input_ids: list
+    future: Future = field(default_factory=Future)
+    abandoned: bool = False
+    submitted_at: float = 0.0
+    # It takes no row of a running batch: an engine admits it whatever the batch holds.
+    rows = 0
+    batch_key = "embedding"  # no generation sample's key (a JSON object) can equal it

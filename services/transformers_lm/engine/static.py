@@ -10,11 +10,12 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError
 
-from .embeddings import EmbeddingJob, embed
+from .embeddings import embed
 from .errors import GenerationFailed
 from .generation import generate_group
 from .instruments import Instruments
 from .queueing import enqueue, take_back
+from .samples import EmbeddingJob
 
 logger = logging.getLogger(__name__)
 

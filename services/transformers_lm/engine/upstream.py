@@ -27,7 +27,7 @@ from .errors import EngineError, EngineFailed, EngineRejected, EngineTimeout, En
 from .instruments import Instruments
 from .queueing import enqueue, take_back
 from .samples import Hypothesis
-from .sequences import ReplyText
+from .reply_text import ReplyText
 from .upstream_protocol import error_message, server_of, upstream_stops
 
 logger = logging.getLogger(__name__)

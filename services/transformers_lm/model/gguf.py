@@ -9,7 +9,6 @@ import shutil
 import tempfile
 import time
 
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 logger = logging.getLogger(__name__)
@@ -66,6 +65,8 @@ def convert_gguf(gguf_path: str, cache_dir: str) -> str:
 
 
 def _convert(gguf_path: str, cache_dir: str, target: str):
+    import torch  # here, in the child: a front (model/source.py) resolves GGUF files without importing torch
+
     folder, name = os.path.split(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
