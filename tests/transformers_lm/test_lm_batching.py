@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from services.transformers_lm.engine.errors import EngineStopped, GenerationTimeout
+from services.transformers_lm.engine.continuous import ContinuousEngine
+from services.transformers_lm.engine.errors import EngineStopped, GenerationTimeout, QueueFull
 from services.transformers_lm.engine.generation import generate_group
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.server import create_app
@@ -181,6 +182,28 @@ def test_a_withdrawn_sample_leaves_the_queue_and_is_never_generated(loaded):
     release.set()
     running.future.result(30)
     assert waiting.future.cancelled() and generated == [running]
+
+
+@pytest.mark.parametrize("kind", ["static", "continuous"])
+def test_a_burst_at_an_idle_engine_fills_its_free_rows_and_its_queue_then_is_refused(loaded, kind):
+    """MAX_BATCH_SIZE 2 + MAX_QUEUE 2: four requests arriving together all wait (the door admitted them), a fifth
+    does not; once two run, two more may wait."""
+    release = threading.Event()
+
+    def held(loaded_model, samples):
+        release.wait(30)
+        return generate_group(loaded_model, samples)
+
+    engine = (BatchEngine(loaded, max_batch_rows=2, batch_wait_s=0.2, run_group=held, max_queue=2) if kind == "static"
+              else ContinuousEngine(loaded, max_batch_rows=2, max_queue=2))
+    service = LMService(Settings(), loaded, engine=engine)
+    long = {**GREEDY, "max_new_tokens": 300, "min_new_tokens": 300}  # the continuous engine runs seconds on it
+    one = lambda text: service.sample(Task("", [text], long), service.defaults, "c")  # noqa: E731
+    futures = engine.submit([one(text) for text in "abcd"])
+    with pytest.raises(QueueFull):
+        engine.submit([one("e")])
+    release.set()
+    assert all(future.result(60) for future in futures)
 
 
 def test_a_request_past_its_deadline_gets_504_and_its_queued_samples_are_dropped(loaded):

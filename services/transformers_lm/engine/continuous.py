@@ -58,6 +58,8 @@ class ContinuousEngine(BatchEngine):
         and the embedding jobs (which take no rows)."""
         beams, jobs = [], []
         with self.condition:
+            # Rows freed since the last admission count as busy until the next: submit() may refuse a bit early.
+            self.rows_busy = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
             while not (self.pending or self.running or self.prefills):
                 self.condition.wait()
             rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
@@ -75,6 +77,7 @@ class ContinuousEngine(BatchEngine):
                 self.add_prompt_tokens(prefill.remaining, prefill.done)
                 self.prefills.append((sample, prefill))
                 rows += sample.rows
+            self.rows_busy = rows
         return beams, jobs
 
     def _chunks(self) -> list:

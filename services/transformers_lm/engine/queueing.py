@@ -5,8 +5,17 @@ import time
 from .errors import QueueFull
 
 
-def enqueue(pending, samples: list, max_queue: int):
-    if len(pending) + len(samples) > max_queue:
+def enqueue(pending, samples: list, max_queue: int, free_rows: int = 0):
+    """Past `max_queue` samples that would still wait once the batch's `free_rows` are taken, QueueFull: so a burst
+    at an idle engine, or a request that comes just as rows free, is not refused for a wait of one step (the door
+    admitted it: api/door.py counts what runs and what waits)."""
+    waiting = len(pending) + len(samples)
+    for sample in (*pending, *samples):  # the engine admits them in this order while their rows fit
+        if not 0 < sample.rows <= free_rows:
+            break
+        free_rows -= sample.rows
+        waiting -= 1
+    if waiting > max_queue:
         raise QueueFull(max_queue)
     now = time.monotonic()
     for sample in samples:

@@ -29,6 +29,7 @@ class BatchEngine(Instruments):
         self.run_group = run_group
         self.max_queue = max_queue
         self.pending = deque()
+        self.rows_busy = 0  # rows of the batch the inference thread runs (under `condition`)
         self.condition = threading.Condition()
         super().__init__({"batches": 0, "samples": 0, "rows": 0})
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
@@ -38,7 +39,7 @@ class BatchEngine(Instruments):
         """Queue samples (or EmbeddingJobs) in the bounded queue (queueing.py); returns their futures (each
         resolves to a list of hypotheses)."""
         with self.condition:
-            enqueue(self.pending, samples, self.max_queue)
+            enqueue(self.pending, samples, self.max_queue, self.max_batch_rows - self.rows_busy)
             self.condition.notify()
         return [sample.future for sample in samples]
 
@@ -86,6 +87,7 @@ class BatchEngine(Instruments):
                     self.pending.remove(sample)
                     group.append(sample)
                     rows += sample.rows
+            self.rows_busy = rows
             return group
 
     def _loop(self):
@@ -94,6 +96,8 @@ class BatchEngine(Instruments):
             group = [sample for sample in group if sample.future.set_running_or_notify_cancel()]
             if group:
                 (self._embed if isinstance(group[0], EmbeddingJob) else self._run)(group)
+            with self.condition:
+                self.rows_busy = 0
 
     def _run(self, group: list):
         try:

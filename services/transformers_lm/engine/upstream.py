@@ -107,7 +107,7 @@ class UpstreamEngine(Instruments):
 
     def submit(self, samples: list) -> list:
         with self.lock:
-            enqueue(self.pending, samples, self.max_queue)
+            enqueue(self.pending, samples, self.max_queue, self.max_batch_rows - self.rows_in_flight)
         self.loop.call_soon_threadsafe(self._dispatch)
         return [sample.future for sample in samples]
 
