@@ -136,10 +136,12 @@ class ContinuousEngine(BatchEngine):
 
     def _retire(self):
         """Resolve finished or abandoned samples and drop their rows from the batch."""
-        for sample in {sequence.sample for sequence in self.running if sequence.finished or sequence.sample.abandoned}:
-            self._settle(sample)
         keep = [index for index, sequence in enumerate(self.running)
                 if not sequence.finished and not sequence.sample.abandoned]
+        with self.condition:  # free before their clients hear: one that asks again at once finds the room
+            self.rows_busy -= len(self.running) - len(keep)
+        for sample in {sequence.sample for sequence in self.running if sequence.finished or sequence.sample.abandoned}:
+            self._settle(sample)
         if len(keep) < len(self.running):
             self.batch.keep(keep)
             self.running = [self.running[index] for index in keep]

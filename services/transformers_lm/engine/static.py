@@ -116,6 +116,8 @@ class BatchEngine(Instruments):
         self.observe_batch(rows)
         self.add_prompt_tokens(sum(len(sample.input_ids) for sample in group))
         self.add_tokens(sum(hypothesis.tokens for hypotheses in results for hypothesis in hypotheses))
+        with self.condition:  # free before their clients hear: one that asks again at once finds the room
+            self.rows_busy = 0
         for sample, hypotheses in zip(group, results):
             self.first_token(sample)  # a static batch shows nothing before it ends
             sample.future.set_result(hypotheses)

@@ -147,21 +147,29 @@ class UpstreamEngine(Instruments):
     async def _generate(self, sample) -> str:
         """Resolve the sample's future; how it ended, for the metrics."""
         try:
-            sample.future.set_result(await self._complete(sample))
-            self.count(samples=1, rows=sample.rows)
-            return "ok"
+            hypotheses = await self._complete(sample)
         except EngineError as error:
+            self._free(sample)
             sample.future.set_exception(error)
             return type(error).__name__
         except Exception:
             logger.exception("a request to the engine at %s failed", self.host)
+            self._free(sample)
             sample.future.set_exception(GenerationFailed())
             return "GenerationFailed"
+        self._free(sample)
+        sample.future.set_result(hypotheses)
+        self.count(samples=1, rows=sample.rows)
+        return "ok"
+
+    def _free(self, sample):
+        """Its rows back, once, and before its client hears: one that asks again at once finds the room."""
+        with self.lock:
+            if self.tasks.pop(sample, None) is not None:
+                self.rows_in_flight -= sample.rows
 
     def _finished(self, sample, started: float, task):
-        with self.lock:
-            self.rows_in_flight -= sample.rows
-            del self.tasks[sample]
+        self._free(sample)  # cancelled: _generate did not
         if not sample.future.done():  # withdrawn: nobody reads it (maybe cancelled before it began)
             sample.future.set_exception(CancelledError())
         self.observe_upstream(time.monotonic() - started, "cancelled" if task.cancelled() else task.result())
