@@ -8,8 +8,8 @@ from tests.helpers.processes import LM_CONFIG, free_port, gunicorn, wait_http
 
 pytestmark = pytest.mark.processes  # every test here starts real processes
 
-LIMITS = {"MAX_BATCH_SIZE": "2", "MAX_QUEUE": "2", "MAX_CONTEXTS": "3", "MAX_BODY_BYTES": "4000", "MAX_NEW_TOKENS": "48",
-          "MAX_RETURN_SEQUENCES": "2", "REQUEST_TIMEOUT": "30", "BATCH_WAIT_MS": "0",
+LIMITS = {"MAX_BATCH_SIZE": "2", "MAX_QUEUE": "2", "MAX_CONTEXTS": "3", "MAX_BODY_BYTES": "4000",
+          "MAX_NEW_TOKENS": "48", "MAX_RETURN_SEQUENCES": "2", "REQUEST_TIMEOUT": "30", "BATCH_WAIT_MS": "0",
           "MAX_INPUT_TOKENS": "120"}
 GREEDY = {"do_sample": False, "num_return_sequences": 1, "max_new_tokens": 24}
 
