@@ -280,9 +280,11 @@ def test_add_vllm_writes_the_engine_and_its_front(added_vllm):
         assert front["environment"] == {"CUDA_VISIBLE_DEVICES": "", "ENGINE": "openai", "ENGINE_MODEL": "qwen05b",
                                         "ENGINE_URL": "http://vllm-qwen05b:8188/v1"}
         assert front["build"]["args"]["PRETRAINED_MODEL_NAME_OR_PATH"] == "Qwen/Qwen2.5-0.5B-Instruct"  # tokenizer
+        assert front["build"]["args"]["REQUIREMENTS"] == "requirements-front.txt"  # no torch in a front's image
         assert f"{FRONT}:8187" in repo.wait_hosts(dist) and not any(ENGINE in h for h in repo.wait_hosts(dist))
         cpu, proxy = (repo.services(f"assistant_dists/{dist}/{name}") for name in ("cpu.yml", "proxy.yml"))
         assert cpu[FRONT]["environment"]["ENGINE"] == "transformers"
+        assert cpu[FRONT]["build"]["args"] == {"REQUIREMENTS": "requirements.txt"}  # it runs the model: torch
         assert cpu[ENGINE] == proxy[ENGINE] == {"profiles": ["engine-off"]}
         assert proxy[FRONT]["environment"]["PROXY_PASS"] == "proxy.deeppavlov.ai:8187,gpu2.deeppavlov.ai:8187"
     [card] = [card for card in repo.cards.values() if card["name"] == "transformers_lm_qwen05b"]
@@ -313,6 +315,8 @@ def test_docker_compose_accepts_every_combination_with_vllm(added_vllm, dist):
         off = "cpu.yml" in files or "proxy.yml" in files
         assert (services[ENGINE].get("profiles") == ["engine-off"]) == off, files
         assert services[FRONT]["environment"]["ENGINE"] == ("transformers" if "cpu.yml" in files else "openai")
+        assert services[FRONT]["build"]["args"]["REQUIREMENTS"] == (
+            "requirements.txt" if "cpu.yml" in files else "requirements-front.txt")
 
 
 @pytest.mark.processes
@@ -391,8 +395,13 @@ OVERRIDE = f"assistant_dists/{EN}/docker-compose.override.yml"
      f"{ENGINE} must be switched off here: only `profiles: [engine-off]`"),
     (f"assistant_dists/{EN}/cpu.yml", "      ENGINE: transformers\n", "", rc.check_dist_overlays,
      f"{FRONT} needs ENGINE: transformers (its engine {ENGINE} is off on CPU)"),
+    (f"assistant_dists/{EN}/cpu.yml", "REQUIREMENTS: requirements.txt", "REQUIREMENTS: requirements-front.txt",
+     rc.check_engines, f"{FRONT}: built from requirements-front.txt (no torch), it can only front an engine "
+                       "(ENGINE=openai); here it runs the model"),
+    (OVERRIDE, "REQUIREMENTS: requirements-front.txt", "REQUIREMENTS: requirements-lean.txt", rc.check_engines,
+     f"{FRONT}: REQUIREMENTS requirements-lean.txt is no file of services/transformers_lm"),
 ], ids=["ENGINE_URL host", "ENGINE_URL host's port", "ENGINE_URL port", "ENGINE_URL path", "no ENGINE_URL",
-        "ENGINE_MODEL", "card", "cpu.yml engine on", "cpu.yml front"])
+        "ENGINE_MODEL", "card", "cpu.yml engine on", "cpu.yml front", "cpu.yml front image", "front requirements"])
 def test_checker_names_an_engine_wiring_that_disagrees(added_vllm, where, old, new, check, message):
     copy, _ = added_vllm
     cards = [path for path, card in rc.Repo(copy).cards.items() if card["name"] == "transformers_lm_qwen05b"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tools.registry.naming import GEN_CONFIGS, PLACEHOLDER, LLMNames, is_llm_container
+from tools.registry.naming import (FRONT_REQUIREMENTS, GEN_CONFIGS, PLACEHOLDER, REQUIREMENTS, LLMNames,
+                                   is_llm_container)
 from tools.registry.ports import taken_ports
 from tools.registry.repo import DIST_FILES, ENVVARS, MODELS_MD, TSV, Repo, host_port
 
@@ -94,7 +95,8 @@ class ModelSpec:
     def build_args(self) -> dict:
         return {"SERVICE_PORT": self.port, "SERVICE_NAME": self.names.service_name,
                 "PRETRAINED_MODEL_NAME_OR_PATH": self.model, "HALF_PRECISION": self.half_precision,
-                "GENERATIVE_CONFIG": self.names.gen_config, "LANGUAGE": self.language}
+                "GENERATIVE_CONFIG": self.names.gen_config, "LANGUAGE": self.language,
+                **({REQUIREMENTS: FRONT_REQUIREMENTS} if self.vllm else {})}
 
 
 # --- validation ----------------------------------------------------------------------------------------------------

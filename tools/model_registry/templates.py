@@ -9,8 +9,8 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from tools.registry.naming import (ADAPTER, DOCKERFILE, ENGINE, ENGINE_MODEL, ENGINE_OFF, ENGINE_URL, SERVICE_DIR,
-                                   VLLM_IMAGE)
+from tools.registry.naming import (ADAPTER, DOCKERFILE, ENGINE, ENGINE_MODEL, ENGINE_OFF, ENGINE_URL,
+                                   FULL_REQUIREMENTS, REQUIREMENTS, SERVICE_DIR, VLLM_IMAGE)
 
 LLM_DOCKERFILE = f"./{DOCKERFILE}"  # compose files spell build paths from the context
 GUNICORN = f"gunicorn -c {SERVICE_DIR}/gunicorn.conf.py -b 0.0.0.0:{{port}}"
@@ -124,9 +124,11 @@ def engine_dev_entry(spec) -> str:
 
 
 def cpu_entry(spec) -> str:
-    """On CPU a front runs the model itself: its engine (GPU-only here) is off."""
+    """On CPU a front runs the model itself (its engine, GPU-only here, is off), so its image needs torch."""
     engine = f"    {ENGINE}: transformers\n" if spec.vllm else ""
-    return f'{spec.names.container}:\n  environment:\n    CUDA_VISIBLE_DEVICES: ""\n    HALF_PRECISION: 0\n' + engine
+    full = f"  build:\n    args:\n      {REQUIREMENTS}: {FULL_REQUIREMENTS}\n" if spec.vllm else ""
+    return (f'{spec.names.container}:\n{full}  environment:\n    CUDA_VISIBLE_DEVICES: ""\n    HALF_PRECISION: 0\n'
+            + engine)
 
 
 def engine_off_entry(spec) -> str:

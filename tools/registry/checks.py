@@ -10,7 +10,8 @@ import json
 from urllib.parse import urlsplit
 
 from .lines import Problem
-from .naming import ADAPTER, ENGINE, ENGINE_MODEL, ENGINE_OFF, ENGINE_URL, GEN_CONFIGS, LLMNames
+from .naming import (ADAPTER, ENGINE, ENGINE_MODEL, ENGINE_OFF, ENGINE_URL, FRONT_REQUIREMENTS, GEN_CONFIGS,
+                     REQUIREMENTS, SERVICE_DIR, LLMNames)
 from .ports import port_uses
 from .repo import (DIST_FILES, ENVVARS, MODELS_MD, ROOT_COMPOSE, TSV, WAIT_HOSTS_AT, Repo, build_args, build_args_at,
                    command_flags, environment, gpu_count, host_port, norm_values, run_env)
@@ -393,9 +394,10 @@ def _check_engine_card(repo: Repo, path: str, card: dict, engine: str, spec: dic
 
 def check_engines(root) -> list[Problem]:
     """Every ENGINE_URL in any compose file of a dist is `http://<container>:<port>/v1` of another container of the
-    dist (its port: check_ports); ENGINE=openai comes with an ENGINE_URL; every engine container has a front,
-    whose ENGINE_MODEL is the engine's served name and whose card's `engine` agrees with the engine's image,
-    command and GPU reservation."""
+    dist (its port: check_ports); ENGINE=openai comes with an ENGINE_URL; a REQUIREMENTS build arg names a file of
+    the service, and an image built from requirements-front.txt (no torch) runs ENGINE=openai wherever it runs
+    (cpu.yml builds it whole); every engine container has a front, whose ENGINE_MODEL is the engine's served name
+    and whose card's `engine` agrees with the engine's image, command and GPU reservation."""
     repo, problems = Repo(root), []
     fronted = {}
     for dist in repo.dists:
@@ -409,6 +411,15 @@ def check_engines(root) -> list[Problem]:
                 if own.get(ENGINE) == "openai" and not env.get(ENGINE_URL):
                     problems.append(repo.problem(path, f"{name}: {ENGINE}=openai needs an {ENGINE_URL}",
                                                  "services", name, "environment", ENGINE))
+                requirements = {**build_args(comps.get(name) or {}), **build_args(spec)}.get(REQUIREMENTS)
+                if requirements is not None and not (repo.root / SERVICE_DIR / requirements).is_file():
+                    problems.append(repo.problem(path, f"{name}: {REQUIREMENTS} {requirements} is no file of "
+                                                 f"{SERVICE_DIR}", "services", name, "build", "args", REQUIREMENTS))
+                if requirements == FRONT_REQUIREMENTS and env.get(ENGINE) != "openai":
+                    at = ("build", "args", REQUIREMENTS) if REQUIREMENTS in build_args(spec) else ()
+                    problems.append(repo.problem(path, f"{name}: built from {requirements} (no torch), it can only "
+                                                 f"front an engine ({ENGINE}=openai); here it runs the model",
+                                                 "services", name, *at))
                 if (url := own.get(ENGINE_URL)) is None:
                     continue
                 host, parts, at = host_port(url)[0], urlsplit(url), ("services", name, "environment", ENGINE_URL)

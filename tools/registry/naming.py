@@ -14,6 +14,9 @@ GEN_CONFIGS = "common/generative_configs"
 ADAPTER = "ADAPTER_NAME_OR_PATH"
 ENGINE, ENGINE_URL, ENGINE_MODEL = "ENGINE", "ENGINE_URL", "ENGINE_MODEL"
 RUN_ENV = (ADAPTER, ENGINE, ENGINE_URL, ENGINE_MODEL)
+# The build arg choosing what the image installs (the Dockerfile's): a front in front of an engine is built
+# without torch; on CPU (cpu.yml), where it runs the model itself, with everything.
+REQUIREMENTS, FRONT_REQUIREMENTS, FULL_REQUIREMENTS = "REQUIREMENTS", "requirements-front.txt", "requirements.txt"
 # The engine container `add-model --engine vllm` writes: vLLM's official OpenAI server image, pinned.
 VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 ENGINE_OFF = "engine-off"  # the compose profile no launch command names: cpu.yml and proxy.yml switch engines off
