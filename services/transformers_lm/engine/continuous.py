@@ -58,11 +58,11 @@ class ContinuousEngine(BatchEngine):
         and the embedding jobs (which take no rows)."""
         beams, jobs = [], []
         with self.condition:
-            # Rows freed since the last admission count as busy until the next: submit() may refuse a bit early.
-            self.rows_busy = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
+            # Only this thread changes the batch, so `rows` holds across the wait (which begins only when it is 0).
+            rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
+            self.rows_busy = rows  # re-synced: a failed pass or a withdrawn prefill frees rows _retire does not see
             while not (self.pending or self.running or self.prefills):
                 self.condition.wait()
-            rows = len(self.running) + sum(sample.rows for sample, _ in self.prefills)
             while self.pending and (rows == 0 or rows + self.pending[0].rows <= self.max_batch_rows):
                 sample = self.pending.popleft()
                 if not sample.future.set_running_or_notify_cancel():
