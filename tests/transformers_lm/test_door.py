@@ -29,12 +29,30 @@ def inner(environ, start_response):
     return [b"inner"]
 
 
-def call(door, path, method="POST", connection=("127.0.0.1", "50000")) -> tuple:
+def connection():
+    """The server side of a connection whose client stays: what gunicorn hands the app as `gunicorn.socket`."""
+    server_side, client_side = socket.socketpair()
+    OPEN.append((server_side, client_side))
+    return server_side
+
+
+OPEN = []  # the connections of a test, open until it ends
+
+
+@pytest.fixture(autouse=True)
+def close_connections():
+    yield
+    for sockets in OPEN:
+        for sock in sockets:
+            sock.close()
+    OPEN.clear()
+
+
+def call(door, path, method="POST", on=None) -> tuple:
     """(status line, headers, the answer's iterable, not closed yet) of one request through `door`, on the
-    connection from (address, port) `connection`."""
+    connection `on` (its server-side socket; default: a new one)."""
     seen = {}
-    environ = EnvironBuilder(path=path, method=method).get_environ()
-    environ.update(REMOTE_ADDR=connection[0], REMOTE_PORT=connection[1])
+    environ = {**EnvironBuilder(path=path, method=method).get_environ(), "gunicorn.socket": on or connection()}
     answer = door(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
     return seen["status"], seen["headers"], answer
 
@@ -60,17 +78,17 @@ def test_past_capacity_the_door_refuses_at_once_in_the_shape_of_the_path_and_cou
     second.close()
 
 
-def timed(door, connection) -> tuple:
-    """(status line, seconds) of a /respond through `door` on `connection`."""
+def timed(door, on) -> tuple:
+    """(status line, seconds) of a /respond through `door` on the connection `on`."""
     started = time.monotonic()
-    status = call(door, "/respond", connection=connection)[0]
+    status = call(door, "/respond", on=on)[0]
     return status, time.monotonic() - started
 
 
 def test_a_connection_back_before_its_retry_after_is_held_until_it_is_over_then_admitted_if_there_is_room():
     door = Door(inner, 1, {("POST", "/respond")}, lambda *answer: None, holding=1)
     running = call(door, "/respond")[2]
-    spinner, other = ("127.0.0.1", "50001"), ("127.0.0.1", "50002")
+    spinner, other = connection(), connection()
     status, seconds = timed(door, spinner)
     assert status.startswith("429") and seconds < 0.2  # a first refusal is immediate
     status, seconds = timed(door, spinner)  # back at once: held out the Retry-After, still full
@@ -86,7 +104,19 @@ def test_a_connection_back_before_its_retry_after_is_held_until_it_is_over_then_
 def test_past_its_places_to_hold_the_door_refuses_a_spinning_connection_at_once():
     door = Door(inner, 1, {("POST", "/respond")}, lambda *answer: None, holding=0)
     running = call(door, "/respond")[2]
-    assert [timed(door, ("127.0.0.1", "50001"))[1] < 0.2 for _ in range(3)] == [True] * 3
+    spinner = connection()
+    assert [timed(door, spinner)[1] < 0.2 for _ in range(3)] == [True] * 3
+    running.close()
+
+
+def test_requests_whose_connection_is_not_known_are_never_held():
+    door = Door(inner, 1, {("POST", "/respond")}, lambda *answer: None, holding=4)
+    running = call(door, "/respond")[2]
+    unknown = EnvironBuilder(path="/respond", method="POST").get_environ()  # no gunicorn.socket
+    for _ in range(3):
+        started, seen = time.monotonic(), []
+        door(dict(unknown), lambda status, headers: seen.append(status))
+        assert seen[0].startswith("429") and time.monotonic() - started < 0.2
     running.close()
 
 

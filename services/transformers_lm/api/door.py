@@ -55,7 +55,7 @@ class Door:
         self.count = count
         self.gate = Gate(capacity)
         self.held = Gate(holding)
-        self.refused = {}  # (address, port) of a connection -> when it was last refused, oldest first
+        self.refused = {}  # a connection's socket -> when it was last refused, oldest first
         self._refused_lock = threading.Lock()
         refusal = HTTPError(429, f"the server is at capacity ({capacity} requests in flight); retry later",
                             headers={"Retry-After": str(RETRY_AFTER_S)})
@@ -66,7 +66,8 @@ class Door:
         path = environ.get("PATH_INFO", "")
         if (environ.get("REQUEST_METHOD"), path) not in self.gated:
             return self.app(environ, start_response)
-        if not self._admit((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))):
+        # The connection is its socket: (REMOTE_ADDR, REMOTE_PORT) is the same for every client of a unix socket.
+        if not self._admit(environ.get("gunicorn.socket")):
             return self._answer(path, 429, self.refusals[is_under(path, self.openai_prefix)], start_response)
         if client_gone(environ):
             self.gate.leave()
@@ -77,11 +78,14 @@ class Door:
             self.gate.leave()
             raise
 
-    def _admit(self, connection: tuple) -> bool:
-        """Whether a request on `connection` gets in: at once if there is room; else, if the connection was refused
-        less than Retry-After ago and a place to hold it is free, if there is room once that Retry-After is over."""
+    def _admit(self, connection) -> bool:
+        """Whether a request on `connection` (None: not known) gets in: at once if there is room; else, if the
+        connection was refused less than Retry-After ago and a place to hold it is free, if there is room once that
+        Retry-After is over."""
         if self.gate.enter():
             return True
+        if connection is None:
+            return False
         with self._refused_lock:
             last = self.refused.get(connection)
         wait_s = None if last is None else last + RETRY_AFTER_S - time.monotonic()
@@ -95,7 +99,7 @@ class Door:
         self._remember_refusal(connection)
         return False
 
-    def _remember_refusal(self, connection: tuple):
+    def _remember_refusal(self, connection):
         now = time.monotonic()
         with self._refused_lock:
             self.refused.pop(connection, None)  # re-inserted last: the dict stays ordered by time
