@@ -12,7 +12,7 @@ bind = f"{settings.host}:{settings.port}"
 workers = settings.workers
 # Handler threads just wait on the inference thread's queue, so many are cheap and allow batching. A connection
 # that finds no free thread waits unseen in gthread's pool queue, so there is one for every request the door
-# admits (api/door.py) and a reserve: probes and refusals are answered at once, never behind generation.
+# admits or holds (api/door.py) and a reserve: probes and refusals are answered at once, never behind generation.
 worker_class = "gthread"
 threads = settings.handler_threads
 # gthread workers heartbeat from their main loop, so long generations don't trip this; it bounds a hung worker.
