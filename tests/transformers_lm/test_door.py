@@ -240,3 +240,38 @@ def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path
     computed = [key for key in after if key[0] == "transformers_lm_prompt_tokens_total"]
     assert sum(after[key] - before.get(key, 0) for key in computed) == prompt["tokens"]  # the long request's alone
     assert after[("transformers_lm_requests_total", (("endpoint", "/respond"), ("status", "499")))] == 1
+
+
+@pytest.mark.processes
+def test_under_gunicorn_a_keep_alive_connection_back_at_once_is_held_and_a_new_one_is_not(tmp_path):
+    """Capacity 2, both places taken by long generations: a session's first refusal is immediate, its retry at once
+    waits out Retry-After (the same socket under gunicorn's keep-alive), another connection's refusal is immediate."""
+    process, url = tiny_lm_server(tmp_path, {"MAX_BATCH_SIZE": "1", "MAX_QUEUE": "1", "MAX_NEW_TOKENS": "800",
+                                             "LOG_LEVEL": "warning"}, window=1024)
+    long = {"dialog_contexts": [[PROMPT]], "configs": [{"max_new_tokens": 800, "min_new_tokens": 800,
+                                                         "do_sample": False, "num_return_sequences": 1}]}
+    try:
+        holders = [threading.Thread(target=requests.post, args=(f"{url}/respond",),
+                                    kwargs={"json": long, "timeout": 120}) for _ in range(2)]
+        for holder in holders:
+            holder.start()
+        deadline = time.monotonic() + 30
+        while scrape(url)[("transformers_lm_requests_in_flight", ())] < 2:
+            assert time.monotonic() < deadline, "the long generations never filled the door"
+            time.sleep(0.05)
+        timings = []
+        with requests.Session() as session:
+            for _ in range(2):
+                started = time.monotonic()
+                status = completion(session, url).status_code
+                timings.append((status, time.monotonic() - started))
+        started = time.monotonic()
+        other = completion(requests, url).status_code  # a connection of its own
+        timings.append((other, time.monotonic() - started))
+        for holder in holders:
+            holder.join(120)
+    finally:
+        process.stop()
+    [(first, first_s), (again, again_s), (new, new_s)] = timings
+    assert (first, again, new) == (429, 429, 429), timings
+    assert first_s < 0.5 and 0.8 < again_s < 2 and new_s < 0.5, timings
