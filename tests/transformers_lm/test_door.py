@@ -220,17 +220,18 @@ def test_at_four_times_capacity_admitted_requests_are_answered_the_rest_refused_
 
 @pytest.mark.processes
 def test_a_client_that_gives_up_waiting_at_the_door_costs_no_generation(tmp_path):
-    """One handler thread: while a long generation holds it, the next request waits for it; its client gives up
-    there. When the thread frees, the door sees the peer gone and runs nothing of it."""
-    process, url = tiny_lm_server(tmp_path, {"GUNICORN_THREADS": "1", "MAX_NEW_TOKENS": "400"})
-    long = {"dialog_contexts": [[PROMPT]], "configs": [{"max_new_tokens": 400, "min_new_tokens": 400,
+    """One handler thread: while a long generation holds it (~3 s here, a second to take the thread), the next
+    request waits for it; its client gives up there. When the thread frees, the door sees the peer gone and runs
+    nothing of it."""
+    process, url = tiny_lm_server(tmp_path, {"GUNICORN_THREADS": "1", "MAX_NEW_TOKENS": "1900"}, window=2048)
+    long = {"dialog_contexts": [[PROMPT]], "configs": [{"max_new_tokens": 1900, "min_new_tokens": 1900,
                                                          "do_sample": False, "num_return_sequences": 1}]}
     try:
         [prompt] = requests.post(f"{url}/respond/prompts", json=long, timeout=30).json()
         before = scrape(url)
         holder = threading.Thread(target=requests.post, args=(f"{url}/respond",), kwargs={"json": long, "timeout": 60})
         holder.start()
-        time.sleep(0.3)
+        time.sleep(1)
         with pytest.raises(requests.exceptions.ReadTimeout):
             requests.post(f"{url}/respond", json={"dialog_contexts": [["Nobody waits for this one."]]}, timeout=0.5)
         holder.join()
