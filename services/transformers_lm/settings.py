@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from common.settings import load, non_negative, number, one_of, parse_flag, positive, setting
 from common.speaker_labels import speakers
 
-__all__ = ["Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
+__all__ = ["DTYPES", "QUANTIZATIONS", "Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
+
+# What DTYPE and QUANTIZE may choose besides `auto` (model/precision.py), and /health may report.
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "int8", "int4")
 
 # Handler threads beyond the admitted and the held requests (GUNICORN_THREADS' default): for probes, scrapes and
 # immediate refusals.
@@ -53,9 +57,10 @@ class Settings:
     adapter_name_or_path: str = setting("ADAPTER_NAME_OR_PATH", str.strip, "", "PEFT adapter: hub id or local folder")
     merge_adapter: bool = setting("MERGE_ADAPTER", parse_flag, True, "merge the adapter into the weights")
     half_precision: bool = setting("HALF_PRECISION", parse_flag, False, "bfloat16/float16 on a GPU (DTYPE=auto)")
-    dtype: str = setting("DTYPE", one_of("auto", "float32", "bfloat16", "float16"), "auto",
-                         "auto: bfloat16 on CPUs that compute it natively, float32 on others")
-    quantize: str = setting("QUANTIZE", one_of("none", "int8"), "none", "int8: int8 weights but the output head")
+    dtype: str = setting("DTYPE", one_of("auto", *DTYPES), "auto",
+                         "auto: bfloat16 under int4 and on CPUs that compute it natively, float32 on others")
+    quantize: str = setting("QUANTIZE", one_of("auto", *QUANTIZATIONS), "auto",
+                            "int8/int4: weights but the output head; auto: int4 for a 4-bit GGUF on a CPU")
     language: str = setting("LANGUAGE", lambda text: text.strip().upper(), "EN", "speaker names of the dream format")
     stop_strings: tuple = setting("ADDITIONAL_EOS_TOKENS", lambda text: tuple(parse_list(text)), (),
                                   "comma-separated stop strings", aliases=("EOS_TOKENS",))

@@ -5,15 +5,19 @@ import torch
 
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
-from services.transformers_lm.model.precision import Precision, choose_dtype, cpu_flags, keeps_float
+from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
+from services.transformers_lm.model.precision import (Precision, choose_dtype, choose_quantize, cpu_flags,
+                                                      int4_kernel, keeps_float)
+from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
 from tests.helpers.tiny_model import tiny_loaded
 
-CPU = torch.device("cpu")
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
 GREEDY = {"do_sample": False, "max_new_tokens": 12, "min_new_tokens": 12, "num_return_sequences": 1}
 CONTEXTS = [["Hello there"], ["What is the capital of France?"], ["a", "b", "c"], ["Tell me a long story " * 3]]
-PRECISIONS = [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.float32, "int8"), (torch.bfloat16, "int8")]
+PRECISIONS = [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.float32, "int8"), (torch.bfloat16, "int8"),
+              (torch.bfloat16, "int4")]
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -39,17 +43,43 @@ def test_this_machines_flags_are_read(tmp_path):
     assert cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
-@pytest.mark.parametrize("value, field", [("DTYPE", "int4"), ("QUANTIZE", "int4")])
+def test_auto_runs_a_four_bit_gguf_in_int4_on_a_cpu_and_wider_weights_as_they_came():
+    assert int4_kernel()  # this torch (2.13 CPU) has it; without it auto would fall back to none
+    assert choose_quantize("auto", CPU, 4) == "int4"
+    assert choose_quantize("auto", CPU, 2) == "int4"
+    assert choose_quantize("auto", CPU, 8) == "none"  # a Q8_0 file would lose precision in int4
+    assert choose_quantize("auto", CPU, None) == "none"  # float weights (a hub model, a folder)
+    assert choose_quantize("auto", GPU, 4) == "none"
+    assert choose_quantize("int8", CPU, 4) == "int8" and choose_quantize("none", CPU, 4) == "none"
+    with pytest.raises(ValueError, match="QUANTIZE=int4"):
+        choose_quantize("int4", GPU, None)
+
+
+def test_int4_runs_on_bfloat16_activations_unless_dtype_says_otherwise():
+    for flags in (frozenset(), frozenset({"avx512_bf16"})):
+        assert choose_dtype("auto", CPU, False, flags, quantization="int4") is torch.bfloat16
+    assert choose_dtype("float32", CPU, False, frozenset(), quantization="int4") is torch.float32
+
+
+def test_the_embedded_models_conversion_records_its_four_bit_layers(tmp_path):
+    folder = resolve_source(Settings.from_env({}))[1]
+    assert layer_bits(folder) == 4  # Q4_1 in every layer; its token embeddings are Q8_0
+    assert layer_bits(str(tmp_path)) is None
+    (tmp_path / WEIGHTS_FILE).write_text('{"layer_types": ["Q8_0"], "layer_bits": 8}')
+    assert layer_bits(str(tmp_path)) == 8
+
+
+@pytest.mark.parametrize("value, field", [("DTYPE", "int4"), ("QUANTIZE", "int3")])
 def test_unknown_precisions_stop_the_start_naming_the_variable(value, field):
     with pytest.raises(ValueError, match=value):
         Settings.from_env({value: field})
 
 
-def test_int8_keeps_the_output_head_in_float():
-    loaded = tiny_loaded(quantization="int8")
-    model = loaded.model
-    assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == torch.float32
-    assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's int8 tensor
+@pytest.mark.parametrize("dtype, quantization", [(torch.float32, "int8"), (torch.bfloat16, "int4")])
+def test_quantization_keeps_the_output_head_in_float(dtype, quantization):
+    model = tiny_loaded(dtype=dtype, quantization=quantization).model
+    assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == dtype
+    assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's tensor
     assert keeps_float("lm_head", model) and not keeps_float("model.layers.0.mlp.up_proj", model)
 
 

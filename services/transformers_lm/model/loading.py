@@ -6,23 +6,27 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .adapters import apply_adapter
-from .precision import Precision, choose_dtype, quantize
+from .gguf import layer_bits
+from .precision import Precision, choose_dtype, choose_quantize, quantize
 from .source import LoadedModel, model_window, resolve_source
 
 logger = logging.getLogger(__name__)
 
 
-def choose_device(settings) -> tuple:
-    """(device, dtype): a GPU if there is one; the dtype as DTYPE says (model/precision.py)."""
+def choose_precision(settings, source: str) -> tuple:
+    """(device, dtype, quantization): a GPU if there is one; dtype and quantization as DTYPE and QUANTIZE say
+    for this device and source (model/precision.py)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return device, choose_dtype(settings.dtype, device, settings.half_precision)
+    quantization = choose_quantize(settings.quantize, device, layer_bits(source))
+    dtype = choose_dtype(settings.dtype, device, settings.half_precision, quantization=quantization)
+    return device, dtype, quantization
 
 
 def load_model(settings) -> LoadedModel:
     started = time.monotonic()
     torch.set_num_threads(max(1, settings.torch_threads))
     name, source = resolve_source(settings)
-    device, dtype = choose_device(settings)
+    device, dtype, quantization = choose_precision(settings, source)
     # trust_remote_code is always explicit: only TRUST_REMOTE_CODE=1 lets a model's own code run here.
     options = {"dtype": dtype, "token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
     if settings.use_flash_attention_2 and device.type == "cuda":
@@ -31,11 +35,11 @@ def load_model(settings) -> LoadedModel:
                                               trust_remote_code=settings.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
     model, adapter = apply_adapter(model, settings)
-    model = quantize(model, settings.quantize)  # after any adapter is merged: its weights are quantized too
+    model = quantize(model, quantization)  # after any adapter is merged: its weights are quantized too
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    logger.info("Loaded %s on %s (%s, quantize %s) in %.1f s", name, device, dtype, settings.quantize,
+    logger.info("Loaded %s on %s (%s, quantize %s) in %.1f s", name, device, dtype, quantization,
                 time.monotonic() - started)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
-                       window=model_window(model.config, tokenizer), precision=Precision(dtype, settings.quantize),
+                       window=model_window(model.config, tokenizer), precision=Precision(dtype, quantization),
                        adapter=adapter)
