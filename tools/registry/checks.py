@@ -108,9 +108,9 @@ def check_wait_hosts(root) -> list[Problem]:
 
 
 def check_dist_overlays(root) -> list[Problem]:
-    """dev/cpu/proxy only touch known containers; dev covers all; cpu.yml makes every LLM float32 on CPU, the ones
-    in front of an engine running the model themselves, and switches the (GPU) engines off; proxy.yml switches off
-    the engines of the fronts it proxies and replaces nothing else but by the proxy."""
+    """dev/cpu/proxy only touch known containers; dev covers all; cpu.yml puts every LLM on CPU without half
+    precision, the ones in front of an engine running the model themselves, and switches the (GPU) engines off;
+    proxy.yml switches off the engines of the fronts it proxies and replaces nothing else but by the proxy."""
     repo, problems = Repo(root), []
     for dist in repo.dists:
         comps, fronts = repo.components(dist), repo.fronts(dist)

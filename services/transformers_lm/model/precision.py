@@ -8,6 +8,7 @@ Decoding on a CPU is bound by reading the weights: torch's int4 kernel (groups o
 a quarter of float32's bytes and decoded SmolLM2 2.2x as fast at 1 row, 1.7x at 8, even at 16 on an AVX2 EPYC.
 A 4-bit GGUF (the embedded model's Q4_1) is already on such a grid, so `auto` runs it in int4 on a CPU.
 """
+import importlib
 import logging
 from dataclasses import dataclass
 
@@ -89,12 +90,25 @@ def keeps_float(name: str, model) -> bool:
     return name == "" or ".lora_" in name or head is not None and model.get_submodule(name) is head
 
 
+def _import_quietly(package: str):
+    """torchao's wheel carries CUDA kernels (mxfp8, cutlass) that a CPU torch can't load and warns about each at
+    every start, kernels weight-only quantization never calls: quiet below ERROR while it imports, not after."""
+    package_logger = logging.getLogger(package)
+    level = package_logger.level
+    package_logger.setLevel(logging.ERROR)
+    try:
+        importlib.import_module(package)
+    finally:
+        package_logger.setLevel(level)
+
+
 def quantize(model, kind: str):
     """Weight-only quantization of every Linear but the head, through torchao: activations keep the model's dtype.
     int8: per-channel scales. int4: asymmetric groups of INT4_GROUP inputs packed for torch's CPU kernel (torchao
     0.18 has this packing under its prototype namespace); a Linear whose inputs are no multiple of the group stays float."""
     if kind == "none":
         return model
+    _import_quietly("torchao")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     if kind == "int4":
