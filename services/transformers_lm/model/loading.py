@@ -1,6 +1,5 @@
 """Loading the weights the local engines run (model/source.py says where they are: hub id, folder, .gguf, embedded)."""
 import ctypes
-import ctypes.util
 import logging
 import time
 
@@ -27,8 +26,7 @@ def choose_precision(settings, source: str) -> tuple:
 def return_freed_memory():
     """Give the heap that loading freed back to the system: glibc keeps it otherwise, and converting SmolLM2's
     float32 cache to bfloat16 and packing it in int4 left ~420 MB of the worker's 920 MB unused (glibc only)."""
-    name = ctypes.util.find_library("c")
-    trim = name and getattr(ctypes.CDLL(name), "malloc_trim", None)
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own symbols: libc's where it is glibc
     if trim:
         trim(0)
 
