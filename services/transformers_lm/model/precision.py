@@ -5,8 +5,8 @@ of SmolLM2-135M ran 23.3 tok/s in bf16 against 12.7 in float32. Elsewhere bf16 i
 exact, so `auto` decides per CPU from its flags, never once for all.
 
 Decoding on a CPU is bound by reading the weights: torch's int4 kernel (groups of 32, bf16 activations) reads
-a quarter of float32's bytes; served SmolLM2 gave 1.66x float32's tokens/s at 1 client, 1.45x at 8, about as much
-at 16 on an AVX2 EPYC (where bf16's head and attention are emulated).
+a quarter of float32's bytes; served SmolLM2 gave 2.18x float32's tokens/s at 1 client, 1.67x at 8, 1.11x at 16
+on an AVX2 EPYC (where bf16's head and attention are emulated).
 A 4-bit GGUF (the embedded model's Q4_1) is already on such a grid, so `auto` runs it in int4 on a CPU.
 """
 import logging
