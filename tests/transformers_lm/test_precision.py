@@ -6,8 +6,8 @@ import torch
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
-from services.transformers_lm.model.precision import (Precision, choose_dtype, choose_quantize, cpu_flags,
-                                                      int4_kernel, keeps_float)
+from services.transformers_lm.model.precision import (PackedInt4Linear, Precision, choose_dtype, choose_quantize,
+                                                      cpu_flags, int4_kernel, keeps_float, quantize)
 from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
@@ -81,6 +81,21 @@ def test_quantization_keeps_the_output_head_in_float(dtype, quantization):
     assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == dtype
     assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's tensor
     assert keeps_float("lm_head", model) and not keeps_float("model.layers.0.mlp.up_proj", model)
+
+
+def test_packed_int4_linear_computes_what_torchaos_int4_tensor_computes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.Linear(48, 96, bias=False)).to(torch.bfloat16)
+    model.get_output_embeddings = lambda: None
+    x = torch.randn(3, 5, 64, dtype=torch.bfloat16)
+    float_out = model(x)
+    quantize(model, "int4")
+    assert isinstance(model[0], PackedInt4Linear) and not isinstance(model[1], PackedInt4Linear)  # 48 % 32 != 0
+    packed = model[0]
+    torchaos = torch.nn.functional.linear(x, packed.weight, packed.bias)  # through torchao's tensor subclass
+    assert torch.equal(packed(x), torchaos)
+    error = (model(x).float() - float_out.float()).norm() / float_out.float().norm()
+    assert 0 < error < 0.1  # 4-bit rounding, not another function
 
 
 @pytest.fixture(scope="module", params=PRECISIONS, ids=lambda p: f"{str(p[0])[6:]}-{p[1]}")
