@@ -60,10 +60,11 @@ def build_engine(settings, loaded):
     from .engine.continuous import ContinuousEngine
     from .engine.static import BatchEngine
     if settings.batching == "continuous":
-        if ragged_attention.enable(loaded.model):
+        run_pass = ragged_attention.enable(loaded.model)
+        if run_pass:
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
                                     max_queue=settings.max_queue,
-                                    prefix_cache_bytes=int(settings.prefix_cache_mb * (1 << 20)))
+                                    prefix_cache_bytes=int(settings.prefix_cache_mb * (1 << 20)), run_pass=run_pass)
         logger.warning("%s can't run ragged attention: using static batching", loaded.name)
     return BatchEngine(loaded, settings.max_batch_size, settings.batch_wait_ms / 1000, max_queue=settings.max_queue)
 

@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 
 class ContinuousEngine(BatchEngine):
     def __init__(self, loaded, max_batch_rows: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
-                 run_group=generate_group, prefix_cache_bytes: int = 128 << 20):
-        if not ragged_attention.enable(loaded.model):
+                 run_group=generate_group, prefix_cache_bytes: int = 128 << 20, run_pass=None):
+        self.run_pass = run_pass or ragged_attention.enable(loaded.model)  # what ragged_attention.enable returned
+        if self.run_pass is None:
             raise ValueError(f"{loaded.name} can't run ragged attention: use BATCHING=static")
         self.prefill_chunk = prefill_chunk
         self.batch = KVBatch(loaded.device)
@@ -99,7 +100,7 @@ class ContinuousEngine(BatchEngine):
             return
         rows = len(self.running)
         try:
-            logits = ragged_attention.forward(self.loaded.model, self.batch,
+            logits = ragged_attention.forward(self.run_pass, self.batch,
                                               [sequence.next_token for sequence in self.running],
                                               [(prefill, length) for _, prefill, length in chunks])
             if rows:

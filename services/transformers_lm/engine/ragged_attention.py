@@ -6,12 +6,13 @@ running rows' decode step instead of taking a pass of its own (2 cores, SmolLM2-
 sequence; only attention is per row: the running rows attend over their left-padded cache in one batched call,
 each prompt chunk over its own earlier chunks, causally.
 
-The model runs its own code. `ragged` is registered as an attention implementation that is plain SDPA unless a
-forward passes `ragged=`; `enable` switches a model to it only after checking that it gives SDPA's results.
+A plain Llama runs llama_pass.py (its maths with less Python around it); any other model runs its own code, with
+`ragged` registered as an attention implementation that is plain SDPA unless a forward passes `ragged=`. `enable`
+switches a model to it only after checking that its passes give SDPA's results.
 """
 import inspect
 import logging
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .kv_batch import KVBatch, Prefill
+from .llama_pass import LlamaPass
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,23 @@ def _takes_logits_to_keep(model_class) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def forward(model, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
-    """Run one pass: `tokens[i]` continues running row i; `chunks` are (Prefill, length) pairs. Extends the
-    caches and returns float32 logits for each row, then for each prompt that this pass completes."""
+def own_pass(model, input_ids, position_ids, plan: RaggedPass, keep) -> torch.Tensor:
+    """The model's own forward with `ragged=`: the logits of the `keep` tokens."""
+    inputs = {"logits_to_keep": keep} if _takes_logits_to_keep(type(model)) else {}
+    logits = model(input_ids=input_ids, position_ids=position_ids, attention_mask=_NO_MASK.to(input_ids.device),
+                   use_cache=False, ragged=plan, **inputs).logits[0]
+    return logits if inputs else logits[keep]
+
+
+def model_pass(model):
+    """What runs `model`'s ragged passes: llama_pass.LlamaPass for a plain Llama, else its own forward."""
+    return LlamaPass.of(model) or partial(own_pass, model)
+
+
+def forward(run_pass, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
+    """Run one pass through `run_pass` (what `enable` returned): `tokens[i]` continues running row i; `chunks`
+    are (Prefill, length) pairs. Extends the caches and returns float32 logits for each row, then for each prompt
+    that this pass completes."""
     device = batch.device
     ids, positions, keep = list(tokens), [], list(range(len(tokens)))
     for prefill, length in chunks:
@@ -96,12 +112,8 @@ def forward(model, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
     if tokens:
         position_ids = torch.cat([batch.positions, position_ids])
     plan = RaggedPass(batch, len(tokens), chunks)
-    keep = torch.tensor(keep, dtype=torch.long, device=device)
-    inputs = {"logits_to_keep": keep} if _takes_logits_to_keep(type(model)) else {}
-    logits = model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), position_ids=position_ids[None],
-                   attention_mask=_NO_MASK.to(device), use_cache=False, ragged=plan, **inputs).logits[0]
-    if not inputs:
-        logits = logits[keep]
+    logits = run_pass(torch.tensor([ids], dtype=torch.long, device=device), position_ids[None], plan,
+                      torch.tensor(keep, dtype=torch.long, device=device))
     if tokens:
         batch.advance()
     for prefill, length in chunks:
@@ -109,34 +121,38 @@ def forward(model, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
     return logits.float()
 
 
-def enable(model) -> bool:
-    """Switch `model` to ragged attention if its forward gives what its own SDPA forward does; else leave it."""
+def enable(model):
+    """Switch `model` to ragged attention if its ragged passes give what its own SDPA forward does, and return
+    what runs them (for `forward`); else leave the model as it was and return None."""
     if model.config._attn_implementation == NAME:
-        return True
+        return model_pass(model)
     if model.config._attn_implementation != "sdpa":
-        return False
+        return None
     model.set_attn_implementation(NAME)
+    run_pass = None
     try:
-        same = model.config._attn_implementation == NAME and _agrees_with_sdpa(model)
+        if model.config._attn_implementation == NAME:
+            run_pass = model_pass(model)
+            run_pass = run_pass if _agrees_with_sdpa(model, run_pass) else None
     except Exception as error:
         logger.info("%s can't run ragged attention: %r", type(model).__name__, error)
-        same = False
-    if not same:
+        run_pass = None
+    if run_pass is None:
         model.set_attn_implementation("sdpa")
-    return same
+    return run_pass
 
 
 @torch.inference_mode()
-def _agrees_with_sdpa(model) -> bool:
+def _agrees_with_sdpa(model, run_pass) -> bool:
     """Two prompts of different lengths, one in two chunks, then a decode step of both as padded rows."""
     device = next(model.parameters()).device
     vocab = model.config.get_text_config().vocab_size
     prompts = [[(7 * index + 3) % vocab for index in range(length)] for length in (5, 9)]
     batch, prefills = KVBatch(device), [Prefill(prompt) for prompt in prompts]
-    first = forward(model, batch, [], [(prefills[0], 5), (prefills[1], 4)])
-    second = forward(model, batch, [], [(prefills[1], 5)])
+    first = forward(run_pass, batch, [], [(prefills[0], 5), (prefills[1], 4)])
+    second = forward(run_pass, batch, [], [(prefills[1], 5)])
     batch.join(prefills, [1, 1])
-    steps = forward(model, batch, [11, 13], [])
+    steps = forward(run_pass, batch, [11, 13], [])
     expected = [model(input_ids=torch.tensor([prompt + [token]], device=device)).logits[0, -2:].float()
                 for prompt, token in zip(prompts, (11, 13))]
     got = torch.stack([first[0], second[0], steps[0], steps[1]])
