@@ -1,4 +1,5 @@
-"""Start-up of transformers_lm: /health says 503 while loading, a GGUF is converted once and then cached."""
+"""Start-up of transformers_lm: /health says 503 while loading, a GGUF is converted (and packed in int4) once and
+then cached."""
 import pytest
 import time
 
@@ -37,8 +38,10 @@ def test_cold_start_converts_once_then_warm_start_loads_the_cache(tmp_path):
     assert "Converting" in log
     assert [path.name for path in tmp_path.iterdir() if path.is_dir() and not path.name.startswith(".")]
 
+    assert "Stored the int4 weights" in log  # QUANTIZE=auto: int4 on a CPU for the Q4_1 file (model/packed.py)
+
     statuses, warm_seconds, log = start_and_watch_health(tmp_path)
     assert statuses[-1] == 200
-    assert "Converting" not in log
+    assert "Converting" not in log and "quantize int4, as stored in" in log
     assert warm_seconds < cold_seconds
     print(f"cold start {cold_seconds:.1f} s, warm start {warm_seconds:.1f} s")

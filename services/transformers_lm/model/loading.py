@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .adapters import apply_adapter
 from .gguf import layer_bits
+from .packed import is_stored, load_packed, packed_folder, quantize_and_store
 from .precision import Precision, choose_dtype, choose_quantize, quantize
 from .source import LoadedModel, model_window, resolve_source
 
@@ -42,14 +43,20 @@ def load_model(settings) -> LoadedModel:
         options["attn_implementation"] = "flash_attention_2"
     tokenizer = AutoTokenizer.from_pretrained(source, token=settings.hf_token,
                                               trust_remote_code=settings.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
-    model, adapter = apply_adapter(model, settings)
-    model = quantize(model, quantization)  # after any adapter is merged: its weights are quantized too
+    packed = packed_folder(source, dtype, quantization, settings.adapter_name_or_path)
+    stored = is_stored(packed)
+    if stored:
+        model, adapter = load_packed(packed, options), None
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
+        model, adapter = apply_adapter(model, settings)
+        # After any adapter is merged: its weights are quantized too.
+        model = quantize_and_store(model, packed) if packed else quantize(model, quantization)
     return_freed_memory()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    logger.info("Loaded %s on %s (%s, quantize %s) in %.1f s", name, device, dtype, quantization,
-                time.monotonic() - started)
+    logger.info("Loaded %s on %s (%s, quantize %s%s) in %.1f s", name, device, dtype, quantization,
+                f", as stored in {packed}" if stored else "", time.monotonic() - started)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
                        window=model_window(model.config, tokenizer), precision=Precision(dtype, quantization),
                        adapter=adapter)
