@@ -4,7 +4,7 @@ from functools import partial
 
 import pytest
 import torch
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
 from services.transformers_lm.engine import ragged_attention
 from services.transformers_lm.engine.continuous import ContinuousEngine
@@ -37,6 +37,22 @@ def test_a_llamas_lean_passes_give_its_own_forwards_logits_bit_for_bit(dtype, qu
     model = tiny_loaded(dtype=dtype, quantization=quantization).model
     run_pass = ragged_attention.enable(model)
     assert type(run_pass) is LlamaPass
+    assert_same_passes(model, run_pass)
+
+
+@torch.inference_mode()
+def test_joined_int4_query_key_and_value_give_the_own_forwards_logits_bit_for_bit():
+    """Heads of 16 dimensions: q, k and v (64, 32, 32 rows) join, and q and k are rotated in one go."""
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5)
+    torch.manual_seed(0)
+    model = quantize(LlamaForCausalLM(config).to(torch.bfloat16).eval(), "int4")
+    run_pass = ragged_attention.enable(model)
+    assert run_pass.layers[0].qkv.packed is not None
+    assert_same_passes(model, run_pass)
+
+
+def assert_same_passes(model, run_pass):
     prompts = [[(11 * index + length) % 200 + 3 for index in range(length)] for length in (6, 11, 9)]
     lean, own = passes(run_pass, prompts), passes(partial(ragged_attention.own_pass, model), prompts)
     assert all(torch.equal(mine, theirs) for mine, theirs in zip(lean, own))

@@ -49,6 +49,7 @@ class _Layer:
         attention, mlp = layer.self_attn, layer.mlp
         self.index, self.scale, self.head_dim = attention.layer_idx, attention.scaling, attention.head_dim
         self.qkv = _Joined([attention.q_proj, attention.k_proj, attention.v_proj])
+        self.heads = [size // self.head_dim for size in self.qkv.sizes]  # query, key, value heads
         self.o_proj = attention.o_proj
         self.gate_up = _Joined([mlp.gate_proj, mlp.up_proj])
         self.down_proj, self.act = mlp.down_proj, mlp.act_fn
@@ -56,9 +57,16 @@ class _Layer:
 
     def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, plan) -> torch.Tensor:
         shape = (*hidden.shape[:-1], -1, self.head_dim)
-        query, key, value = (states.view(shape).transpose(1, 2)
-                             for states in self.qkv(_rms_norm(self.input_norm, hidden)))
-        attended = plan.attend(self.index, _rotate(query, cos, sin), _rotate(key, cos, sin), value, self.scale)
+        normed = _rms_norm(self.input_norm, hidden)
+        if self.qkv.packed is None:
+            query, key, value = (states.view(shape).transpose(1, 2) for states in self.qkv(normed))
+            query, key = _rotate(query, cos, sin), _rotate(key, cos, sin)
+        else:  # the query and key heads side by side, rotated in one go: each element's operations are the same
+            heads = self.qkv.packed(normed).view(shape).transpose(1, 2)
+            rotated = self.heads[0] + self.heads[1]
+            query, key = _rotate(heads[:, :rotated], cos, sin).split(self.heads[:2], dim=1)
+            value = heads[:, rotated:]
+        attended = plan.attend(self.index, query, key, value, self.scale)
         hidden = hidden + self.o_proj(attended.reshape(*hidden.shape[:-1], -1).contiguous())
         gate, up = self.gate_up(_rms_norm(self.post_attention_norm, hidden))
         return hidden + self.down_proj(self.act(gate) * up)

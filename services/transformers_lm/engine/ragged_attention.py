@@ -63,7 +63,7 @@ class RaggedPass:
                                                     is_causal=mask is None, scale=scale, enable_gqa=True)
             outputs.append(output[0].transpose(0, 1))
             start = end
-        return torch.cat(outputs).unsqueeze(0)
+        return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).unsqueeze(0)
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, ragged=None, **kwargs):

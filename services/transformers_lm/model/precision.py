@@ -153,5 +153,7 @@ class PackedInt4Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).contiguous()
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.qdata, self.group, self.scale_and_zero)
-        y = y[:, :self.out_features].reshape(*x.shape[:-1], self.out_features)
+        if y.shape[1] != self.out_features:  # rows the packing padded
+            y = y[:, :self.out_features]
+        y = y.reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
