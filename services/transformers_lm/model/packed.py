@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
 from .gguf import WEIGHTS_FILE
-from .precision import INT4_GROUP, PackedInt4Linear, quantize
+from .precision import INT4_GROUP, PackedInt4Linear, quantize, replace_module
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,8 @@ def load_packed(folder: str, options: dict):
         names = sorted({key.rpartition(".")[0] for key in packed.keys()})
         for name in names:
             linear = model.get_submodule(name)
-            parent, _, attribute = name.rpartition(".")
-            setattr(model.get_submodule(parent), attribute,
-                    PackedInt4Linear(*(packed.get_tensor(f"{name}.{part}") for part in PARTS), group,
-                                     linear.in_features, linear.out_features, linear.bias))
+            replace_module(model, name, PackedInt4Linear(*(packed.get_tensor(f"{name}.{part}") for part in PARTS),
+                                                         group, linear.in_features, linear.out_features, linear.bias))
     return model
 
 

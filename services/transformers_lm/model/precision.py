@@ -114,9 +114,14 @@ def quantize(model, kind: str):
     if kind == "int4":  # the very Linears torchao just packed
         for name, module in list(model.named_modules()):
             if wanted(module, name):
-                parent, _, attribute = name.rpartition(".")
-                setattr(model.get_submodule(parent), attribute, PackedInt4Linear.of(module))
+                replace_module(model, name, PackedInt4Linear.of(module))
     return model
+
+
+def replace_module(model, name: str, module: torch.nn.Module):
+    """Put `module` where `model`'s submodule `name` is."""
+    parent, _, attribute = name.rpartition(".")
+    setattr(model.get_submodule(parent), attribute, module)
 
 
 class PackedInt4Linear(torch.nn.Module):
