@@ -45,3 +45,18 @@ def test_the_stored_int4_model_gives_the_freshly_packed_ones_logits_bit_for_bit(
     again = quantize_and_store(loaded(), folder)  # a second worker that packed meanwhile: its rename fails
     assert type(again.model.layers[0].mlp.up_proj) is PackedInt4Linear and is_stored(folder)
     assert not [path for path in os.listdir(conversion) if path.startswith(".partial")]
+
+
+def test_a_float_copy_that_fails_to_write_stores_nothing_and_the_model_is_still_packed(conversion):
+    folder = packed_folder(conversion, torch.bfloat16, "int4", None)
+    model = AutoModelForCausalLM.from_pretrained(conversion, dtype=torch.bfloat16).eval()
+
+    def disk_full(path, **kwargs):
+        open(os.path.join(path, "model.safetensors"), "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    model.save_pretrained = disk_full
+    packed = quantize_and_store(model, folder)
+    assert type(packed.model.layers[0].mlp.up_proj) is PackedInt4Linear
+    assert not is_stored(folder) and not os.path.exists(folder)
+    assert not [path for path in os.listdir(conversion) if path.startswith(".partial")]

@@ -58,8 +58,11 @@ def quantize_and_store(model, folder: str):
     try:
         partial = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".partial-int4-")
         model.save_pretrained(partial)
-    except OSError as error:
+    except OSError as error:  # a half-written float copy must never be renamed into place
         logger.warning("not storing the int4 weights in %s: %s", folder, error)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial = None
     model = quantize(model, "int4")
     if partial is None:
         return model
