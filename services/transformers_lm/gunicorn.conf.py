@@ -15,6 +15,10 @@ workers = settings.workers
 # admits or holds (api/door.py) and a reserve: probes and refusals are answered at once, never behind generation.
 worker_class = "gthread"
 threads = settings.handler_threads
+# gthread accepts no connection beyond worker_connections, and keeps idle keep-alive ones only up to
+# worker_connections - threads (at or under 0 it closes every response's connection). Room for every thread's
+# client to come back on its connection.
+worker_connections = 2 * threads
 # gthread workers heartbeat from their main loop, so long generations don't trip this; it bounds a hung worker.
 timeout = settings.worker_timeout
 graceful_timeout = 30

@@ -1,6 +1,7 @@
 """The door (api/door.py): past capacity an immediate 429, every admitted request answered, probes never waiting
 behind generation, and a client that left before its turn costs nothing."""
 import contextlib
+import http.client
 import json
 import socket
 import threading
@@ -284,3 +285,25 @@ def test_under_gunicorn_a_keep_alive_connection_back_at_once_is_held_and_a_new_o
     [(first, first_s), (again, again_s), (new, new_s)] = timings
     assert (first, again, new) == (429, 429, 429), timings
     assert first_s < 0.5 and 0.8 < again_s < 2 and new_s < 0.5, timings
+
+
+@pytest.mark.processes
+def test_with_the_default_thread_count_a_client_keeps_its_connection(tmp_path):
+    """The default settings give gunicorn over a thousand handler threads; its connection limit follows them, or
+    it would close the connection after every response and refuse connections past the limit unseen."""
+    log = tmp_path / "server.log"
+    process, url = tiny_lm_server(tmp_path / "model", log_path=log)
+    try:
+        connection = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+        answers = []
+        for _ in range(3):
+            connection.request("POST", "/v1/completions", body=json.dumps({"prompt": PROMPT, "max_tokens": 4}),
+                               headers={"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+            answers.append((answer.status, answer.getheader("Connection"), connection.sock is not None))
+        connection.close()
+    finally:
+        process.stop()
+    assert answers == [(200, "keep-alive", True)] * 3, answers
+    assert "No keepalived connections" not in log.read_text()
