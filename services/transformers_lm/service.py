@@ -56,11 +56,10 @@ def build_engine(settings, loaded):
         return UpstreamEngine(loaded.tokenizer, settings.engine_url, settings.engine_api_key, settings.engine_model,
                               settings.engine_server, settings.engine_timeout, settings.max_batch_size,
                               settings.max_queue)
-    from .engine import ragged_attention
-    from .engine.continuous import ContinuousEngine
+    from .engine.continuous import ContinuousEngine, pass_of
     from .engine.static import BatchEngine
     if settings.batching == "continuous":
-        run_pass = ragged_attention.enable(loaded.model)
+        run_pass = pass_of(loaded)
         if run_pass:
             return ContinuousEngine(loaded, settings.max_batch_size, settings.prefill_chunk,
                                     max_queue=settings.max_queue,
@@ -78,7 +77,7 @@ def service_limits(settings, loaded=None) -> Limits:
         return limits
     return replace(limits, max_new_tokens=min(limits.max_new_tokens, loaded.window - 1),
                    vocab_size=len(loaded.tokenizer),
-                   embedding_size=loaded.model and loaded.model.config.get_text_config().hidden_size)
+                   embedding_size=loaded.config and loaded.config.hidden_size)
 
 
 class LMService:

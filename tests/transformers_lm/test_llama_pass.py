@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-from services.transformers_lm.engine import ragged_attention
+from services.transformers_lm.engine import model_attention, ragged_attention
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.kv_batch import KVBatch, Prefill
 from services.transformers_lm.engine.llama_pass import LlamaPass
@@ -35,7 +35,7 @@ def passes(run_pass, prompts: list) -> list:
 @torch.inference_mode()
 def test_a_llamas_lean_passes_give_its_own_forwards_logits_bit_for_bit(dtype, quantization):
     model = tiny_loaded(dtype=dtype, quantization=quantization).model
-    run_pass = ragged_attention.enable(model)
+    run_pass = model_attention.enable(model)
     assert type(run_pass) is LlamaPass
     assert_same_passes(model, run_pass)
 
@@ -47,14 +47,14 @@ def test_joined_int4_query_key_and_value_give_the_own_forwards_logits_bit_for_bi
                          num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5)
     torch.manual_seed(0)
     model = quantize(LlamaForCausalLM(config).to(torch.bfloat16).eval(), "int4")
-    run_pass = ragged_attention.enable(model)
+    run_pass = model_attention.enable(model)
     assert run_pass.layers[0].qkv.packed is not None
     assert_same_passes(model, run_pass)
 
 
 def assert_same_passes(model, run_pass):
     prompts = [[(11 * index + length) % 200 + 3 for index in range(length)] for length in (6, 11, 9)]
-    lean, own = passes(run_pass, prompts), passes(partial(ragged_attention.own_pass, model), prompts)
+    lean, own = passes(run_pass, prompts), passes(partial(model_attention.own_pass, model), prompts)
     assert all(torch.equal(mine, theirs) for mine, theirs in zip(lean, own))
     assert lean[-1].shape == (3, model.config.vocab_size)
 
@@ -83,5 +83,5 @@ def test_another_architecture_keeps_its_own_forward_and_its_solo_answers():
     loaded = LoadedModel("tiny-mistral", model, tokenizer, torch.device("cpu"), 512)
     assert LlamaPass.of(model) is None
     engine = ContinuousEngine(loaded, max_batch_rows=16, prefill_chunk=8)
-    assert type(engine.run_pass) is partial and engine.run_pass.func is ragged_attention.own_pass
+    assert type(engine.run_pass) is partial and engine.run_pass.func is model_attention.own_pass
     assert run(service(loaded, engine), samples(service(loaded, engine), GREEDY)) == solo(loaded, GREEDY, CONTEXTS)

@@ -1,23 +1,45 @@
-"""model/packed.py: a GGUF conversion's int4 model stored once computes, loaded back, what it computed packed afresh."""
+"""model/packed.py: a GGUF conversion's int4 model stored once computes, loaded back, what it computed packed afresh;
+a stored plain Llama's pass runs from its weights alone (no transformers model) with the model's logits."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, MistralConfig, MistralForCausalLM
 
+from services.transformers_lm.engine import model_attention
+from services.transformers_lm.engine.continuous import ContinuousEngine
+from services.transformers_lm.engine.llama_pass import LlamaPass
 from services.transformers_lm.model.gguf import WEIGHTS_FILE
-from services.transformers_lm.model.packed import is_stored, load_packed, packed_folder, quantize_and_store
+from services.transformers_lm.model.loading import load_model
+from services.transformers_lm.model.packed import (LLAMA_LINEARS, is_stored, load_packed, packed_folder,
+                                                   quantize_and_store, read_stored)
 from services.transformers_lm.model.precision import PackedInt4Linear
-from tests.helpers.tiny_model import tiny_model
+from services.transformers_lm.settings import Settings
+from tests.helpers.tiny_model import tiny_model, tiny_tokenizer
+from tests.transformers_lm.test_llama_pass import assert_same_passes
+from tests.transformers_lm.test_lm_continuous import GREEDY, run, samples, service, solo
+
+
+def as_converted(model, folder) -> str:
+    """`folder` as model/gguf.py leaves it: a model, its tokenizer and the GGUF's weight types."""
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    (folder / WEIGHTS_FILE).write_text(json.dumps({"layer_types": ["Q4_1"], "layer_bits": 4}))
+    return str(folder)
 
 
 @pytest.fixture
 def conversion(tmp_path):
-    """A folder as model/gguf.py leaves it: a model and the GGUF's weight types."""
-    tiny_model(vocab_size=64).save_pretrained(tmp_path)
-    (tmp_path / WEIGHTS_FILE).write_text(json.dumps({"layer_types": ["Q4_1"], "layer_bits": 4}))
-    return str(tmp_path)
+    return as_converted(tiny_model(vocab_size=len(tiny_tokenizer())), tmp_path)
+
+
+def stored(conversion: str) -> str:
+    folder = packed_folder(conversion, torch.bfloat16, "int4", None)
+    quantize_and_store(AutoModelForCausalLM.from_pretrained(conversion, dtype=torch.bfloat16).eval(), folder)
+    return folder
 
 
 def test_only_an_int4_gguf_conversion_without_an_adapter_is_stored(conversion, tmp_path_factory):
@@ -60,3 +82,56 @@ def test_a_float_copy_that_fails_to_write_stores_nothing_and_the_model_is_still_
     assert type(packed.model.layers[0].mlp.up_proj) is PackedInt4Linear
     assert not is_stored(folder) and not os.path.exists(folder)
     assert not [path for path in os.listdir(conversion) if path.startswith(".partial")]
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["own-head", "tied-head"])
+@torch.inference_mode()
+def test_a_stored_llamas_pass_from_its_weights_alone_gives_the_models_logits_bit_for_bit(tmp_path, tied):
+    model = tiny_model(vocab_size=len(tiny_tokenizer()))
+    if tied:  # SmolLM2's head is its embeddings
+        model.config.tie_word_embeddings = True
+        model.lm_head.weight = model.model.embed_tokens.weight
+    folder = stored(as_converted(model, tmp_path))
+    config, weights = read_stored(folder)
+    assert ("lm_head.weight" in weights) is not tied
+    assert {type(value) for name, value in weights.items() if name.endswith(LLAMA_LINEARS)} == {PackedInt4Linear}
+    assert not [name for name in weights if name.endswith("_proj.weight")]  # their float copies are not read
+    model = load_packed(folder, {"dtype": torch.bfloat16})
+    assert type(model_attention.enable(model)) is LlamaPass
+    assert_same_passes(model, LlamaPass.stored(config, weights, torch.device("cpu")))
+
+
+def test_only_a_plain_llama_runs_from_its_stored_weights(tmp_path):
+    config = MistralConfig(vocab_size=len(tiny_tokenizer()), hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, sliding_window=None)
+    assert read_stored(stored(as_converted(MistralForCausalLM(config).eval(), tmp_path))) is None
+
+
+def test_the_continuous_engine_serves_a_stored_llama_as_solo_generate_of_its_model_answers(conversion):
+    settings = Settings.from_env({"PRETRAINED_MODEL_NAME_OR_PATH": conversion})
+    first = load_model(settings)  # converts and stores: the transformers model
+    loaded = load_model(settings)
+    assert loaded.weights is not None and loaded._model is None
+    assert (loaded.window, loaded.config.hidden_size, loaded.generation_config.eos_token_id) == (
+        first.window, first.config.hidden_size, first.generation_config.eos_token_id)
+    engine = ContinuousEngine(loaded, max_batch_rows=16, prefill_chunk=8)
+    assert type(engine.run_pass) is LlamaPass and loaded._model is None
+    answers = run(service(loaded, engine), samples(service(loaded, engine), GREEDY))
+    assert answers == solo(loaded, GREEDY)  # solo: generate() of the model it loads now
+    assert type(loaded.model.model.layers[0].mlp.up_proj) is PackedInt4Linear
+    assert answers == solo(first, GREEDY)
+
+
+@pytest.mark.processes
+def test_serving_a_stored_llama_imports_no_transformers_model_code(conversion):
+    load_model(Settings.from_env({"PRETRAINED_MODEL_NAME_OR_PATH": conversion}))
+    script = ("import sys; from services.transformers_lm.model.loading import load_model; "
+              "from services.transformers_lm.service import build_engine; "
+              "from services.transformers_lm.settings import Settings; "
+              "settings = Settings.from_env(); build_engine(settings, load_model(settings)); "
+              "print(sorted(name for name in sys.modules if name.startswith("
+              "('transformers.models.llama.modeling', 'transformers.modeling_utils', 'torch._dynamo'))))")
+    env = dict(os.environ, PRETRAINED_MODEL_NAME_OR_PATH=conversion)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"

@@ -22,6 +22,7 @@ from .decoding import choose_tokens
 from .errors import GenerationFailed
 from .generation import eos_ids, generate_group
 from .kv_batch import KVBatch
+from .llama_pass import LlamaPass
 from .prefix_cache import PrefixCache
 from .samples import EmbeddingJob
 from .sequences import Sequence
@@ -30,10 +31,19 @@ from .static import BatchEngine
 logger = logging.getLogger(__name__)
 
 
+def pass_of(loaded):
+    """What runs the ragged passes of `loaded`: a LlamaPass built from its stored weights where it was loaded as
+    such, else model_attention.enable's answer for its transformers model (None where it can't run them)."""
+    if loaded.weights is not None:
+        return LlamaPass.stored(loaded.config, loaded.weights, loaded.device)
+    from .model_attention import enable  # only here: it imports transformers' model code
+    return enable(loaded.model)
+
+
 class ContinuousEngine(BatchEngine):
     def __init__(self, loaded, max_batch_rows: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
                  run_group=generate_group, prefix_cache_bytes: int = 128 << 20, run_pass=None):
-        self.run_pass = run_pass or ragged_attention.enable(loaded.model)  # what ragged_attention.enable returned
+        self.run_pass = run_pass or pass_of(loaded)
         if self.run_pass is None:
             raise ValueError(f"{loaded.name} can't run ragged attention: use BATCHING=static")
         self.prefill_chunk = prefill_chunk
@@ -122,7 +132,7 @@ class ContinuousEngine(BatchEngine):
         for position, (sample, prefill) in enumerate(started):
             self.prefills.remove((sample, prefill))
             self.prefixes.store(prefill)
-            eos = frozenset(eos_ids(self.loaded.model, sample.params))
+            eos = frozenset(eos_ids(self.loaded.generation_config, sample.params))
             sequences = [Sequence(sample, index, eos, self.loaded.tokenizer) for index in range(sample.rows)]
             self.sequences[sample] = sequences
             self._take(sequences, logits[position:position + 1].expand(len(sequences), -1).clone())

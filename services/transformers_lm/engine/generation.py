@@ -53,8 +53,8 @@ def left_pad(rows: list, pad_id: int, device) -> tuple:
     return input_ids.to(device), attention_mask.to(device)
 
 
-def eos_ids(model, params: GenerationParams) -> list:
-    eos = params.generate_kwargs.get("eos_token_id", model.generation_config.eos_token_id)
+def eos_ids(generation_config, params: GenerationParams) -> list:
+    eos = params.generate_kwargs.get("eos_token_id", generation_config.eos_token_id)
     if eos is None:
         return []
     return [eos] if isinstance(eos, int) else list(eos)
@@ -67,7 +67,7 @@ def generate_group(loaded, samples: list) -> list:
     beam = params.beam_search
     rows = [sample for sample in samples for _ in range(sample.rows)]
     limits = [sample.params.max_new_tokens for sample in rows]
-    eos = eos_ids(model, params)
+    eos = eos_ids(model.generation_config, params)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     input_ids, attention_mask = left_pad([sample.input_ids for sample in rows], pad_id, loaded.device)
 

@@ -4,11 +4,11 @@ import logging
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from .adapters import apply_adapter
 from .gguf import layer_bits
-from .packed import is_stored, load_packed, packed_folder, quantize_and_store
+from .packed import is_stored, load_packed, packed_folder, quantize_and_store, read_stored
 from .precision import Precision, choose_dtype, choose_quantize, quantize
 from .source import LoadedModel, model_window, resolve_source
 
@@ -41,22 +41,30 @@ def load_model(settings) -> LoadedModel:
     options = {"dtype": dtype, "token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
     if settings.use_flash_attention_2 and device.type == "cuda":
         options["attn_implementation"] = "flash_attention_2"
-    tokenizer = AutoTokenizer.from_pretrained(source, token=settings.hf_token,
-                                              trust_remote_code=settings.trust_remote_code)
     packed = packed_folder(source, dtype, quantization, settings.adapter_name_or_path)
     stored = is_stored(packed)
-    if stored:
-        model, adapter = load_packed(packed, options), None
+    # The continuous engine runs a stored plain Llama from its weights alone: no transformers model (its code
+    # is most of a start's imports) until something needs it (beam search, embeddings).
+    light = stored and settings.batching == "continuous" and read_stored(packed)
+    tokenizer = AutoTokenizer.from_pretrained(source, config=light[0] if light else None, token=settings.hf_token,
+                                              trust_remote_code=settings.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if light:
+        model, adapter = None, None
+        extra = {"config": light[0], "weights": light[1], "generation_config": GenerationConfig.from_pretrained(packed),
+                 "load_model": lambda: load_packed(packed, options)}
+    elif stored:
+        model, adapter, extra = load_packed(packed, options), None, {}
     else:
         model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
         model, adapter = apply_adapter(model, settings)
         # After any adapter is merged: its weights are quantized too.
         model = quantize_and_store(model, packed) if packed else quantize(model, quantization)
+        extra = {}
     return_freed_memory()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    logger.info("Loaded %s on %s (%s, quantize %s%s) in %.1f s", name, device, dtype, quantization,
-                f", as stored in {packed}" if stored else "", time.monotonic() - started)
-    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
-                       window=model_window(model.config, tokenizer), precision=Precision(dtype, quantization),
-                       adapter=adapter)
+    where = (f", as stored in {packed}" + (", run from its weights alone" if light else "")) if stored else ""
+    logger.info("Loaded %s on %s (%s, quantize %s%s) in %.1f s", name, device, dtype, quantization, where,
+                time.monotonic() - started)
+    window = model_window(light[0] if light else model.config.get_text_config(), tokenizer)
+    return LoadedModel(name, model, tokenizer, device, window, Precision(dtype, quantization), adapter, **extra)

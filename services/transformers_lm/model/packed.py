@@ -13,7 +13,8 @@ import tempfile
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PretrainedConfig
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .gguf import WEIGHTS_FILE
 from .precision import INT4_GROUP, PackedInt4Linear, quantize, replace_module
@@ -36,18 +37,49 @@ def is_stored(folder: str) -> bool:
     return folder is not None and os.path.isfile(os.path.join(folder, PACKED_FILE))
 
 
+def _packed_linears(folder: str, shape) -> dict:
+    """The stored PackedInt4Linears by module name; `shape(name)` gives a Linear's (out, in) features."""
+    with safe_open(os.path.join(folder, PACKED_FILE), "pt") as packed:
+        group = int(packed.metadata()["group"])
+        names = sorted({key.rpartition(".")[0] for key in packed.keys()})
+        return {name: PackedInt4Linear(*(packed.get_tensor(f"{name}.{part}") for part in PARTS), group,
+                                       *reversed(shape(name))) for name in names}
+
+
 def load_packed(folder: str, options: dict):
     """The stored model: transformers loads the float weights, then each packed Linear takes its module's place
     (the float weights of those Linears, memory-mapped, are never read)."""
     model = AutoModelForCausalLM.from_pretrained(folder, **options).eval()
-    with safe_open(os.path.join(folder, PACKED_FILE), "pt") as packed:
-        group = int(packed.metadata()["group"])
-        names = sorted({key.rpartition(".")[0] for key in packed.keys()})
-        for name in names:
-            linear = model.get_submodule(name)
-            replace_module(model, name, PackedInt4Linear(*(packed.get_tensor(f"{name}.{part}") for part in PARTS),
-                                                         group, linear.in_features, linear.out_features, linear.bias))
+    for name, linear in _packed_linears(folder, lambda name: model.get_submodule(name).weight.shape).items():
+        linear.bias = model.get_submodule(name).bias
+        replace_module(model, name, linear)
     return model
+
+
+LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                 "mlp.up_proj", "mlp.down_proj")
+
+
+def read_stored(folder: str) -> tuple:
+    """(config, weights by their transformers names) of the stored model, read without transformers' model code,
+    or None where engine/llama_pass.py can't run it from them: a plain Llama (default rope, SiLU, no biases) whose
+    layers' Linears are all packed."""
+    config = PretrainedConfig.from_dict(PretrainedConfig.get_config_dict(folder)[0])
+    plain = (config.architectures == ["LlamaForCausalLM"] and config.hidden_act == "silu"
+             and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False)
+             and (config.rope_parameters or {}).get("rope_type") == "default")
+    floats = os.path.join(folder, SAFE_WEIGHTS_NAME)  # a sharded save has an index instead
+    if not plain or not os.path.isfile(floats):
+        return None
+    with safe_open(floats, "pt") as stored:
+        weights = _packed_linears(folder, lambda name: stored.get_slice(f"{name}.weight").get_shape())
+        linears = {f"model.layers.{index}.{linear}" for index in range(config.num_hidden_layers)
+                   for linear in LLAMA_LINEARS}
+        if set(weights) != linears:
+            return None
+        weights.update((key, stored.get_tensor(key)) for key in stored.keys()
+                       if key.removesuffix(".weight") not in linears)
+    return config, weights
 
 
 def quantize_and_store(model, folder: str):

@@ -2,7 +2,8 @@
 needs, so this module imports no torch (model/loading.py loads weights)."""
 import logging
 import os
-from dataclasses import dataclass
+import threading
+import time
 from typing import Optional
 
 from transformers import AutoConfig, AutoTokenizer
@@ -14,15 +15,40 @@ logger = logging.getLogger(__name__)
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 
 
-@dataclass
 class LoadedModel:
-    name: str
-    model: object
-    tokenizer: object
-    device: object  # a torch.device; None for a front
-    window: int  # prompt + reply tokens the model can attend to
-    precision: object = None  # model/precision.py Precision; None for a front
-    adapter: Optional[str] = None  # ADAPTER_NAME_OR_PATH, as /health and /v1/models name it
+    """A model as the engines see it. `model` is the transformers model; where `load_model` is given instead it is
+    loaded at first use (beam search, embeddings, tests): a pass built from stored weights alone serves the rest
+    (model/loading.py). `config` (the text config) and `generation_config` never load it."""
+
+    def __init__(self, name: str, model, tokenizer, device, window: int, precision=None, adapter: Optional[str] = None,
+                 *, config=None, generation_config=None, weights: Optional[dict] = None, load_model=None):
+        self.name, self.tokenizer = name, tokenizer
+        self.device = device  # a torch.device; None for a front
+        self.window = window  # prompt + reply tokens the model can attend to
+        self.precision = precision  # model/precision.py Precision; None for a front
+        self.adapter = adapter  # ADAPTER_NAME_OR_PATH, as /health and /v1/models name it
+        self.weights = weights  # model/packed.py read_stored's weights where the pass is built from them
+        self._model, self._load_model, self._lock = model, load_model, threading.Lock()
+        self._config, self._generation_config = config, generation_config
+
+    @property
+    def model(self):
+        with self._lock:
+            if self._model is None and self._load_model is not None:
+                started = time.monotonic()
+                self._model, self._load_model = self._load_model(), None
+                logger.info("Loaded the transformers model of %s too in %.1f s", self.name, time.monotonic() - started)
+        return self._model
+
+    @property
+    def config(self):
+        if self._config is None and self._model is not None:
+            return self._model.config.get_text_config()
+        return self._config
+
+    @property
+    def generation_config(self):
+        return self._generation_config if self._generation_config is not None else self.model.generation_config
 
 
 def resolve_source(settings) -> tuple:
