@@ -29,12 +29,17 @@ def _rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return states * cos + torch.cat((-states[..., half:], states[..., :half]), dim=-1) * sin
 
 
+def _head_dim(config) -> int:
+    """LlamaAttention.head_dim."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 class _DefaultRotary:
     """LlamaRotaryEmbedding's operations for rope_type "default" (whose scaling, 1, changes no bit), for a pass
     with no transformers model to take that module from."""
 
     def __init__(self, config, device):
-        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        dim = _head_dim(config)
         base = config.rope_parameters["rope_theta"]
         self.inv_freq = (1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))).to(device)
 
@@ -69,7 +74,7 @@ class _Layer:
     def __init__(self, index: int, config, linear, tensor, act):
         prefix = f"model.layers.{index}"
         self.index, self.eps, self.act = index, config.rms_norm_eps, act
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.head_dim = _head_dim(config)
         self.scale = self.head_dim ** -0.5  # LlamaAttention.scaling
         self.qkv = _Joined([linear(f"{prefix}.self_attn.{name}_proj") for name in "qkv"])
         self.heads = [size // self.head_dim for size in self.qkv.sizes]  # query, key, value heads

@@ -53,9 +53,9 @@ class RaggedPass:
 
 
 def forward(run_pass, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
-    """Run one pass through `run_pass` (what `enable` returned): `tokens[i]` continues running row i; `chunks`
-    are (Prefill, length) pairs. Extends the caches and returns float32 logits for each row, then for each prompt
-    that this pass completes."""
+    """Run one pass through `run_pass` (what continuous.pass_of returned): `tokens[i]` continues running row i;
+    `chunks` are (Prefill, length) pairs. Extends the caches and returns float32 logits for each row, then for each
+    prompt that this pass completes."""
     device = batch.device
     ids, positions, keep = list(tokens), [], list(range(len(tokens)))
     for prefill, length in chunks:
