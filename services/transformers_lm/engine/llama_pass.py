@@ -23,10 +23,16 @@ def _rms_norm(weight: torch.Tensor, eps: float, hidden: torch.Tensor) -> torch.T
     return weight * (states * torch.rsqrt(variance + eps)).to(hidden.dtype)
 
 
-def _rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """apply_rotary_pos_emb's operations for one tensor."""
-    half = states.shape[-1] // 2
-    return states * cos + torch.cat((-states[..., half:], states[..., :half]), dim=-1) * sin
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    """`sin` with its first half negated, for _rotate."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def _rotate(states: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """apply_rotary_pos_emb's operations for one tensor, rotate_half(x) * sin as roll(x) * _signed(sin): the same
+    bits ((-a) * b == a * (-b) exactly), in 4 operations instead of 7 (30 layers: ~0.5 ms a decode step)."""
+    return states * cos + states.roll(states.shape[-1] // 2, -1) * signed_sin
 
 
 def _head_dim(config) -> int:
@@ -135,6 +141,7 @@ class LlamaPass:
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor, plan, keep: torch.Tensor):
         hidden = F.embedding(input_ids, self.embed)
         cos, sin = (part.unsqueeze(1) for part in self.rotary(hidden, position_ids))
+        sin = _signed(sin)
         for layer in self.layers:
             hidden = layer(hidden, cos, sin, plan)
         return self.head(_rms_norm(self.norm, self.eps, hidden[:, keep]))[0]

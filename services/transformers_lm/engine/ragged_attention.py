@@ -35,21 +35,21 @@ class RaggedPass:
     def attend(self, layer: int, query, key, value, scale) -> torch.Tensor:
         """query [1, heads, tokens, dim], key/value [1, kv_heads, tokens, dim] -> [1, tokens, heads, dim]."""
         outputs = []
-        if self.rows:
-            row_query, row_key, row_value = (tensor[0, :, :self.rows].transpose(0, 1).unsqueeze(2)
+        if self.rows:  # each row a batch entry of one query: [rows, heads, 1, dim] views, one op each
+            row_query, row_key, row_value = (tensor.narrow(2, 0, self.rows).permute(2, 1, 0, 3)
                                              for tensor in (query, key, value))
             keys, values = self.batch.extend(layer, row_key, row_value)
             outputs.append(F.scaled_dot_product_attention(row_query, keys, values, attn_mask=self.row_mask,
-                                                          scale=scale, enable_gqa=True)[:, :, 0])
+                                                          scale=scale, enable_gqa=True).permute(2, 0, 1, 3))
         start = self.rows
         for (prefill, length), mask in zip(self.chunks, self.chunk_masks):
             end = start + length
             keys, values = prefill.extend(layer, key[:, :, start:end], value[:, :, start:end])
             output = F.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
                                                     is_causal=mask is None, scale=scale, enable_gqa=True)
-            outputs.append(output[0].transpose(0, 1))
+            outputs.append(output.transpose(1, 2))
             start = end
-        return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).unsqueeze(0)
+        return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
 
 
 def forward(run_pass, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:
