@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from common.settings import load, non_negative, number, one_of, parse_flag, positive, setting
 from common.speaker_labels import speakers
 
-__all__ = ["DTYPES", "QUANTIZATIONS", "Settings", "default_cache_dir", "default_threads", "parse_flag", "parse_list"]
+__all__ = ["DTYPES", "HEAD_QUANTIZE", "QUANTIZATIONS", "Settings", "default_cache_dir", "default_threads",
+           "parse_flag", "parse_list"]
 
 # What DTYPE and QUANTIZE may choose besides `auto` (model/precision.py), and /health may report.
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "int8", "int4")
+HEAD_QUANTIZE = {"int4": "int8"}  # the output head's own quantization under a QUANTIZE; under the others none
 
 # Handler threads beyond the admitted and the held requests (GUNICORN_THREADS' default): for probes, scrapes and
 # immediate refusals.
@@ -60,7 +62,8 @@ class Settings:
     dtype: str = setting("DTYPE", one_of("auto", *DTYPES), "auto",
                          "auto: bfloat16 under int4 and on CPUs that compute it natively, float32 on others")
     quantize: str = setting("QUANTIZE", one_of("auto", *QUANTIZATIONS), "auto",
-                            "int8/int4: weights but the output head; auto: int4 for a 4-bit GGUF on a CPU")
+                            "int8/int4: weights but the output head (int8 under int4); auto: int4 for a 4-bit GGUF "
+                            "on a CPU")
     language: str = setting("LANGUAGE", lambda text: text.strip().upper(), "EN", "speaker names of the dream format")
     stop_strings: tuple = setting("ADDITIONAL_EOS_TOKENS", lambda text: tuple(parse_list(text)), (),
                                   "comma-separated stop strings", aliases=("EOS_TOKENS",))

@@ -63,8 +63,8 @@ def test_ping_and_health(lm_server):
     health = requests.get(f"{lm_server}/health", timeout=5)
     assert health.status_code == 200
     assert health.json()["model"] == "SmolLM2-135M-Instruct" and health.json()["status"] == "ok"
-    # QUANTIZE=auto on a CPU: the embedded Q4_1 file runs in int4, on bfloat16 activations
-    assert (health.json()["dtype"], health.json()["quantize"]) == ("bfloat16", "int4")
+    # QUANTIZE=auto on a CPU: the embedded Q4_1 file runs in int4, on bfloat16 activations, its Q8_0 head in int8
+    assert [health.json()[key] for key in ("dtype", "quantize", "head_quantize")] == ["bfloat16", "int4", "int8"]
 
 
 def test_bad_requests_get_json_errors_naming_the_field(lm_server):

@@ -16,7 +16,7 @@ from services.transformers_lm.model.gguf import WEIGHTS_FILE
 from services.transformers_lm.model.loading import load_model
 from services.transformers_lm.model.packed import (LLAMA_LINEARS, is_stored, load_packed, packed_folder,
                                                    quantize_and_store, read_stored)
-from services.transformers_lm.model.precision import PackedInt4Linear
+from services.transformers_lm.model.precision import Int8Linear, PackedInt4Linear
 from services.transformers_lm.settings import Settings
 from tests.helpers.tiny_model import tiny_model, tiny_tokenizer
 from tests.transformers_lm.test_llama_pass import assert_same_passes
@@ -61,7 +61,7 @@ def test_the_stored_int4_model_gives_the_freshly_packed_ones_logits_bit_for_bit(
     stored = load_packed(folder, {"dtype": torch.bfloat16})
     layer = stored.model.layers[1].mlp
     assert type(layer.up_proj) is PackedInt4Linear and not hasattr(layer.up_proj, "weight")  # no float copy
-    assert type(stored.lm_head) is torch.nn.Linear and stored.lm_head.weight.dtype == torch.bfloat16  # kept float
+    assert type(stored.lm_head) is Int8Linear and torch.equal(stored.lm_head.qdata, fresh.lm_head.qdata)
     ids = torch.tensor([[5, 9, 3, 17, 42, 8]])
     assert torch.equal(stored(ids).logits, fresh(ids).logits)
     again = quantize_and_store(loaded(), folder)  # a second worker that packed meanwhile: its rename fails
@@ -93,9 +93,9 @@ def test_a_stored_llamas_pass_from_its_weights_alone_gives_the_models_logits_bit
         model.lm_head.weight = model.model.embed_tokens.weight
     folder = stored(as_converted(model, tmp_path))
     config, weights = read_stored(folder)
-    assert ("lm_head.weight" in weights) is not tied
     assert {type(value) for name, value in weights.items() if name.endswith(LLAMA_LINEARS)} == {PackedInt4Linear}
-    assert not [name for name in weights if name.endswith("_proj.weight")]  # their float copies are not read
+    assert type(weights["lm_head"]) is Int8Linear
+    assert not [name for name in weights if name.endswith(("_proj.weight", "lm_head.weight"))]  # float copies unread
     model = load_packed(folder, {"dtype": torch.bfloat16})
     assert type(model_attention.enable(model)) is LlamaPass
     assert_same_passes(model, LlamaPass.stored(config, weights, torch.device("cpu")))

@@ -2,12 +2,13 @@
 what solo generate() gives in the same precision, token for token."""
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
-from services.transformers_lm.model.precision import (PackedInt4Linear, Precision, choose_dtype, choose_quantize,
-                                                      cpu_flags, int4_kernel, keeps_float, quantize)
+from services.transformers_lm.model.precision import (Int8Linear, PackedInt4Linear, Precision, choose_dtype,
+                                                      choose_quantize, cpu_flags, int4_kernel, keeps_float, quantize)
 from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
@@ -76,11 +77,31 @@ def test_unknown_precisions_stop_the_start_naming_the_variable(value, field):
 
 
 @pytest.mark.parametrize("dtype, quantization", [(torch.float32, "int8"), (torch.bfloat16, "int4")])
-def test_quantization_keeps_the_output_head_in_float(dtype, quantization):
+def test_the_output_head_stays_float_or_gets_int8_of_its_own(dtype, quantization):
     model = tiny_loaded(dtype=dtype, quantization=quantization).model
-    assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == dtype
-    assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's tensor
+    if quantization == "int4":
+        head = model.lm_head
+        assert type(head) is Int8Linear and head.qdata.dtype == torch.int8 and head.scale.dtype == dtype
+    else:
+        assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == dtype
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ in ("Linear", "PackedInt4Linear")
     assert keeps_float("lm_head", model) and not keeps_float("model.layers.0.mlp.up_proj", model)
+
+
+def test_a_tied_heads_int8_is_its_own_and_close_to_the_embeddings():
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    embeddings = model.model.embed_tokens.weight.detach().clone()
+    quantize(model, "int4")
+    assert type(model.lm_head) is Int8Linear
+    assert type(model.model.embed_tokens.weight) is torch.nn.Parameter  # still float, and the same bits
+    assert torch.equal(model.model.embed_tokens.weight, embeddings)
+    hidden = torch.randn(2, 3, 64).to(torch.bfloat16)
+    floats = torch.nn.functional.linear(hidden.float(), embeddings.float())
+    assert (model.lm_head(hidden).float() - floats).abs().max() < 0.02 * floats.abs().max()
+    assert model.lm_head(hidden[:, :0]).shape == (2, 0, 256)  # a pass that keeps no token
 
 
 def test_packed_int4_linear_computes_what_torchaos_int4_tensor_computes():

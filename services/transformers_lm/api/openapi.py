@@ -11,7 +11,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic.json_schema import models_json_schema
 
 from ..generation_params import Limits
-from ..settings import DTYPES, QUANTIZATIONS
+from ..settings import DTYPES, HEAD_QUANTIZE, QUANTIZATIONS
 from . import openai_protocol as openai
 from .dream_protocol import PromptText, dream_models, embeddings_model
 
@@ -31,6 +31,7 @@ HAND_WRITTEN = {
                               "engine_server": {"enum": ["vllm", "llama.cpp", "openai", "transformers_lm", None]},
                               "engine_model": NULLABLE_STRING,
                               "dtype": {"enum": list(DTYPES)}, "quantize": {"enum": list(QUANTIZATIONS)},
+                              "head_quantize": {"enum": ["none", *HEAD_QUANTIZE.values()]},
                               "adapter": NULLABLE_STRING,
                               "batching": {"type": "object"}}},
 }

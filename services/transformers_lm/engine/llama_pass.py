@@ -8,8 +8,6 @@ adapter's layers run as the modules they are. model_attention.enable checks eith
 forward. `LlamaPass.stored` builds the same pass from stored weights alone (model/packed.py read_stored), with
 no transformers model: importing transformers' Llama code costs a start ~3 s of its ~6 (model/loading.py).
 """
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 
@@ -129,14 +127,8 @@ class LlamaPass:
     @classmethod
     def stored(cls, config, weights: dict, device):
         """The pass of a plain Llama (model/packed.py read_stored's `config`) from `weights` by their transformers
-        names: the layers' Linears (PackedInt4Linear) and the tensors; the head is the embeddings where tied."""
-        def linear(name):
-            if name != "lm_head":
-                return weights[name]
-            return partial(F.linear, weight=weights["model.embed_tokens.weight" if config.tie_word_embeddings
-                                                    else "lm_head.weight"])
-
-        return cls(config, linear, weights.__getitem__, _DefaultRotary(config, device), F.silu)
+        names: the Linears (PackedInt4Linear, the head Int8Linear) and the tensors."""
+        return cls(config, weights.__getitem__, weights.__getitem__, _DefaultRotary(config, device), F.silu)
 
     def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor, plan, keep: torch.Tensor):
         hidden = F.embedding(input_ids, self.embed)

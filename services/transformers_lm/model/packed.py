@@ -1,6 +1,6 @@
 """A GGUF conversion's int4 model (model/gguf.py's cache folder), stored once beside it: later starts load its
-bfloat16 weights and torch's int4 packing of its Linears as they are, instead of reading float32, converting and
-packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao packing (~1.4 s).
+bfloat16 weights, torch's int4 packing of its Linears and its int8 head as they are, instead of reading float32,
+converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao packing (~1.4 s).
 
 The packing is torch's own layout for the CPU kernel it dispatches to, so the folder's name holds the dtype,
 torch's version and that CPU capability. Only our own cache folders get one, and no model under an adapter.
@@ -17,12 +17,12 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .gguf import WEIGHTS_FILE
-from .precision import INT4_GROUP, PackedInt4Linear, quantize, replace_module
+from .precision import INT4_GROUP, Int8Linear, PackedInt4Linear, quantize, replace_module
 
 logger = logging.getLogger(__name__)
 
 PACKED_FILE = "int4_linears.safetensors"
-PARTS = ("qdata", "scale_and_zero")
+LAYOUT = "int4-head8"  # what a folder holds: one stored before the int8 head (plain "int4-") is not read
 
 
 def packed_folder(source: str, dtype: torch.dtype, quantization: str, adapter) -> str:
@@ -30,7 +30,7 @@ def packed_folder(source: str, dtype: torch.dtype, quantization: str, adapter) -
     if quantization != "int4" or adapter or not os.path.isfile(os.path.join(source, WEIGHTS_FILE)):
         return None
     capability = torch.backends.cpu.get_cpu_capability()
-    return os.path.join(source, f"int4-{str(dtype).removeprefix('torch.')}-{capability}-torch{torch.__version__}")
+    return os.path.join(source, f"{LAYOUT}-{str(dtype).removeprefix('torch.')}-{capability}-torch{torch.__version__}")
 
 
 def is_stored(folder: str) -> bool:
@@ -38,12 +38,17 @@ def is_stored(folder: str) -> bool:
 
 
 def _packed_linears(folder: str, shape) -> dict:
-    """The stored PackedInt4Linears by module name; `shape(name)` gives a Linear's (out, in) features."""
+    """The stored PackedInt4Linears and Int8Linear (the head) by module name; `shape(name)` gives an int4 Linear's
+    (out, in) features."""
     with safe_open(os.path.join(folder, PACKED_FILE), "pt") as packed:
-        group = int(packed.metadata()["group"])
-        names = sorted({key.rpartition(".")[0] for key in packed.keys()})
-        return {name: PackedInt4Linear(*(packed.get_tensor(f"{name}.{part}") for part in PARTS), group,
-                                       *reversed(shape(name))) for name in names}
+        group, keys = int(packed.metadata()["group"]), set(packed.keys())
+
+        def parts(name: str, kind) -> list:
+            return [packed.get_tensor(f"{name}.{part}") for part in kind.PARTS]
+
+        return {name: PackedInt4Linear(*parts(name, PackedInt4Linear), group, *reversed(shape(name)))
+                if f"{name}.scale_and_zero" in keys else Int8Linear(*parts(name, Int8Linear))
+                for name in sorted({key.rpartition(".")[0] for key in keys})}
 
 
 def load_packed(folder: str, options: dict):
@@ -63,7 +68,7 @@ LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "se
 def read_stored(folder: str) -> tuple:
     """(config, weights by their transformers names) of the stored model, read without transformers' model code,
     or None where engine/llama_pass.py can't run it from them: a plain Llama (default rope, SiLU, no biases) whose
-    layers' Linears are all packed."""
+    layers' Linears and head are all packed."""
     config = PretrainedConfig.from_dict(PretrainedConfig.get_config_dict(folder)[0])
     plain = (config.architectures == ["LlamaForCausalLM"] and config.hidden_act == "silu"
              and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False)
@@ -73,8 +78,8 @@ def read_stored(folder: str) -> tuple:
         return None
     with safe_open(floats, "pt") as stored:
         weights = _packed_linears(folder, lambda name: stored.get_slice(f"{name}.weight").get_shape())
-        linears = {f"model.layers.{index}.{linear}" for index in range(config.num_hidden_layers)
-                   for linear in LLAMA_LINEARS}
+        linears = {"lm_head"} | {f"model.layers.{index}.{linear}" for index in range(config.num_hidden_layers)
+                                 for linear in LLAMA_LINEARS}
         if set(weights) != linears:
             return None
         weights.update((key, stored.get_tensor(key)) for key in stored.keys()
@@ -99,9 +104,10 @@ def quantize_and_store(model, folder: str):
     if partial is None:
         return model
     try:
-        packed = {name: module for name, module in model.named_modules() if isinstance(module, PackedInt4Linear)}
+        packed = {name: module for name, module in model.named_modules()
+                  if isinstance(module, (PackedInt4Linear, Int8Linear))}
         save_file({f"{name}.{part}": getattr(module, part).contiguous() for name, module in packed.items()
-                   for part in PARTS}, os.path.join(partial, PACKED_FILE),
+                   for part in module.PARTS}, os.path.join(partial, PACKED_FILE),
                   metadata={"group": str(INT4_GROUP)})
         os.rename(partial, folder)
         logger.info("Stored the int4 weights in %s", folder)

@@ -80,13 +80,15 @@ class Precision:
     quantize: str
 
     def describe(self) -> dict:
-        return {"dtype": str(self.dtype).removeprefix("torch."), "quantize": self.quantize}
+        return {"dtype": str(self.dtype).removeprefix("torch."), "quantize": self.quantize,
+                "head_quantize": settings.HEAD_QUANTIZE.get(self.quantize, "none")}
 
 
 def keeps_float(name: str, model) -> bool:
-    """Layers left in float: the output head (tied to the embeddings in small models), whose per-tensor int8
-    rounding turned SmolLM2's text into garbage and int4 raised its perplexity by 7 %, and an unmerged adapter's
-    small LoRA matrices (PEFT names them lora_*)."""
+    """Layers the weight quantization leaves alone: the output head (tied to the embeddings in small models),
+    whose per-tensor int8 rounding turned SmolLM2's text into garbage and int4 raised its perplexity by 7 %
+    (under int4 it gets per-channel int8 of its own, Int8Linear), and an unmerged adapter's small LoRA matrices
+    (PEFT names them lora_*)."""
     head = model.get_output_embeddings()
     return name == "" or ".lora_" in name or head is not None and model.get_submodule(name) is head
 
@@ -115,6 +117,12 @@ def quantize(model, kind: str):
         for name, module in list(model.named_modules()):
             if wanted(module, name):
                 replace_module(model, name, PackedInt4Linear.of(module))
+    head = model.get_output_embeddings()
+    if settings.HEAD_QUANTIZE.get(kind) == "int8" and type(head) is torch.nn.Linear:
+        # a tied head gets a weight of its own: the embeddings stay as they are
+        quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda module, _: module is head)
+        replace_module(model, next(name for name, module in model.named_modules() if module is head),
+                       Int8Linear.of(head))
     return model
 
 
@@ -127,6 +135,8 @@ def replace_module(model, name: str, module: torch.nn.Module):
 class PackedInt4Linear(torch.nn.Module):
     """A Linear whose weight torchao packed in int4 (its Int4OpaqueTensor), calling torch's CPU kernel itself: the
     tensor subclass's dispatch in Python took ~25 ms of a 65 ms SmolLM2 decode step at 1 row (210 Linear calls)."""
+
+    PARTS = ("qdata", "scale_and_zero")  # its tensors, as model/packed.py stores them
 
     def __init__(self, qdata: torch.Tensor, scale_and_zero: torch.Tensor, group: int, in_features: int,
                  out_features: int, bias: torch.Tensor = None):
@@ -160,5 +170,29 @@ class PackedInt4Linear(torch.nn.Module):
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.qdata, self.group, self.scale_and_zero)
         if y.shape[1] != self.out_features:  # rows the packing padded
             y = y[:, :self.out_features]
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+class Int8Linear(torch.nn.Module):
+    """A Linear in per-channel int8 (torchao's Int8WeightOnlyConfig) calling torch's CPU kernel itself: the head
+    under QUANTIZE=int4, where the GGUF's own head is 8-bit (SmolLM2's Q8_0). SmolLM2's perplexity on the gate's
+    text: 1.0033x float32's against 1.0032x with a bf16 head; the head's matmul on 2 AVX2 cores 4.3 -> 3.9 ms
+    at 1 row, 28 -> 12 ms at 8 and 55 -> 19 ms at 16 (emulated bf16 is compute-bound there)."""
+    PARTS = ("qdata", "scale")
+
+    def __init__(self, qdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor = None):
+        super().__init__()
+        self.qdata, self.scale, self.bias = qdata, scale, bias
+        self.out_features, self.in_features = qdata.shape
+
+    @classmethod
+    def of(cls, linear: torch.nn.Linear) -> "Int8Linear":
+        weight = linear.weight  # torchao's Int8Tensor: scales are float32, the kernel takes the activations' dtype
+        return cls(weight.qdata, weight.scale.reshape(-1).to(weight.dtype), linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).contiguous()
+        y = torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.scale)
         y = y.reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
