@@ -1,9 +1,10 @@
 """A GGUF conversion's int4 model (model/gguf.py's cache folder), stored once beside it: later starts load its
 bfloat16 weights, torch's int4 packing of its Linears and its int8 head as they are, instead of reading float32,
-converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao packing (~1.4 s).
+converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao
+packing (~1.4 s).
 
-The packing is torch's own layout for the CPU kernel it dispatches to, so the folder's name holds the dtype,
-torch's version and that CPU capability. Only our own cache folders get one, and no model under an adapter.
+The packing is torch's own layout for the CPU kernel it dispatches to, so the folder's name holds what it
+stores (LAYOUT), the dtype, torch's version and that CPU capability. Only our own cache folders get one, and no model under an adapter.
 """
 import logging
 import os
@@ -17,7 +18,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .gguf import WEIGHTS_FILE
-from .precision import INT4_GROUP, Int8Linear, PackedInt4Linear, quantize, replace_module
+from .precision import INT4_GROUP, Int8Linear, PackedInt4Linear, PackedLinear, quantize, replace_module
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def _packed_linears(folder: str, shape) -> dict:
             return [packed.get_tensor(f"{name}.{part}") for part in kind.PARTS]
 
         return {name: PackedInt4Linear(*parts(name, PackedInt4Linear), group, *reversed(shape(name)))
-                if f"{name}.scale_and_zero" in keys else Int8Linear(*parts(name, Int8Linear))
+                if f"{name}.{PackedInt4Linear.PARTS[-1]}" in keys else Int8Linear(*parts(name, Int8Linear))
                 for name in sorted({key.rpartition(".")[0] for key in keys})}
 
 
@@ -104,8 +105,7 @@ def quantize_and_store(model, folder: str):
     if partial is None:
         return model
     try:
-        packed = {name: module for name, module in model.named_modules()
-                  if isinstance(module, (PackedInt4Linear, Int8Linear))}
+        packed = {name: module for name, module in model.named_modules() if isinstance(module, PackedLinear)}
         save_file({f"{name}.{part}": getattr(module, part).contiguous() for name, module in packed.items()
                    for part in module.PARTS}, os.path.join(partial, PACKED_FILE),
                   metadata={"group": str(INT4_GROUP)})

@@ -132,11 +132,23 @@ def replace_module(model, name: str, module: torch.nn.Module):
     setattr(model.get_submodule(parent), attribute, module)
 
 
-class PackedInt4Linear(torch.nn.Module):
+class PackedLinear(torch.nn.Module):
+    """A Linear whose weight a torch CPU kernel reads as packed: `_rows` maps [rows, in_features] to at least
+    out_features columns. `PARTS` names the tensors model/packed.py stores."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._rows(x.reshape(-1, self.in_features).contiguous())
+        if y.shape[1] != self.out_features:  # outputs the packing padded
+            y = y[:, :self.out_features]
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+class PackedInt4Linear(PackedLinear):
     """A Linear whose weight torchao packed in int4 (its Int4OpaqueTensor), calling torch's CPU kernel itself: the
     tensor subclass's dispatch in Python took ~25 ms of a 65 ms SmolLM2 decode step at 1 row (210 Linear calls)."""
 
-    PARTS = ("qdata", "scale_and_zero")  # its tensors, as model/packed.py stores them
+    PARTS = ("qdata", "scale_and_zero")
 
     def __init__(self, qdata: torch.Tensor, scale_and_zero: torch.Tensor, group: int, in_features: int,
                  out_features: int, bias: torch.Tensor = None):
@@ -165,16 +177,11 @@ class PackedInt4Linear(torch.nn.Module):
             device=joined.qdata.device, dtype=joined.scale_and_zero.dtype)
         return joined if torch.equal(joined(probe), torch.cat([part(probe) for part in parts], -1)) else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).contiguous()
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.qdata, self.group, self.scale_and_zero)
-        if y.shape[1] != self.out_features:  # rows the packing padded
-            y = y[:, :self.out_features]
-        y = y.reshape(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias
+    def _rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.qdata, self.group, self.scale_and_zero)
 
 
-class Int8Linear(torch.nn.Module):
+class Int8Linear(PackedLinear):
     """A Linear in per-channel int8 (torchao's Int8WeightOnlyConfig) calling torch's CPU kernel itself: the head
     under QUANTIZE=int4, where the GGUF's own head is 8-bit (SmolLM2's Q8_0). SmolLM2's perplexity on the gate's
     text: 1.0033x float32's against 1.0032x with a bf16 head; the head's matmul on 2 AVX2 cores 4.3 -> 3.9 ms
@@ -191,8 +198,5 @@ class Int8Linear(torch.nn.Module):
         weight = linear.weight  # torchao's Int8Tensor: scales are float32, the kernel takes the activations' dtype
         return cls(weight.qdata, weight.scale.reshape(-1).to(weight.dtype), linear.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).contiguous()
-        y = torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.scale)
-        y = y.reshape(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias
+    def _rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.scale)
