@@ -104,6 +104,20 @@ def test_a_tied_heads_int8_is_its_own_and_close_to_the_embeddings():
     assert model.lm_head(hidden[:, :0]).shape == (2, 0, 256)  # a pass that keeps no token
 
 
+def test_int8_linear_runs_a_weight_stored_off_its_kernels_alignment():
+    # a stored head is memory-mapped from safetensors at an offset of 8 bytes mod 64: the AVX512 kernel segfaulted
+    torch.manual_seed(0)
+    weights = torch.randint(-127, 128, (256 * 64 + 8,), dtype=torch.int8)
+    qdata, scale = weights[8:].view(256, 64), torch.rand(256).to(torch.bfloat16) / 64
+    assert qdata.data_ptr() % 16
+    head = Int8Linear(qdata, scale)
+    assert head.qdata.data_ptr() % 16 == 0 and torch.equal(head.qdata, qdata)
+    for rows in (1, 4, 16):
+        hidden = torch.randn(rows, 64).to(torch.bfloat16)
+        floats = hidden.float() @ qdata.float().t() * scale.float()
+        assert (head(hidden).float() - floats).abs().max() <= 0.01 * floats.abs().max()
+
+
 def test_packed_int4_linear_computes_what_torchaos_int4_tensor_computes():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.Linear(48, 96, bias=False)).to(torch.bfloat16)

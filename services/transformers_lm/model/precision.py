@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {name: getattr(torch, name) for name in settings.DTYPES}
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+ALIGNMENT = 64  # bytes: what torch's CPU allocator gives, what Int8Linear's kernel needs (16) at most
 INT4_GROUP = 32  # the block of GGUF's Q4_0/Q4_1: their weights re-quantize onto the same grid
 
 
@@ -190,7 +191,10 @@ class Int8Linear(PackedLinear):
 
     def __init__(self, qdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor = None):
         super().__init__()
-        self.qdata, self.scale, self.bias = qdata, scale, bias
+        # The kernel's AVX512 path segfaults from 4 rows on when the weight is not 16-byte aligned, and safetensors
+        # aligns a stored (memory-mapped) tensor to 8 bytes only: such a weight gets a copy of torch's (64-byte).
+        self.qdata = qdata if qdata.data_ptr() % ALIGNMENT == 0 else qdata.clone()
+        self.scale, self.bias = scale, bias
         self.out_features, self.in_features = qdata.shape
 
     @classmethod
