@@ -42,8 +42,9 @@ def test_a_llamas_lean_passes_give_its_own_forwards_logits_bit_for_bit(dtype, qu
 
 @torch.inference_mode()
 def test_joined_int4_query_key_and_value_give_the_own_forwards_logits_bit_for_bit():
-    """Heads of 16 dimensions: q, k and v (64, 32, 32 rows) join, and q and k are rotated in one go."""
-    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    """Heads of 32 dimensions: q, k and v (128, 64, 64 rows, whole blocks of torch's packing on AVX2 and AVX512)
+    join, and q and k are rotated in one go."""
+    config = LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5)
     torch.manual_seed(0)
     model = quantize(LlamaForCausalLM(config).to(torch.bfloat16).eval(), "int4")

@@ -169,9 +169,10 @@ class PackedInt4Linear(PackedLinear):
     @classmethod
     def joined(cls, parts: list):
         """One Linear for `parts` (same input and group, no bias): their outputs side by side, or None where the
-        packing does not allow it. torch packs the weights in blocks of output rows (32 on an AVX2 EPYC, with a
-        tail block of 16), so joining works when all parts but the last fill whole blocks: checked on a probe
-        input. The kernel computes each output column alone, so the results are the parts' bit for bit."""
+        packing does not allow it. torch packs the weights in blocks of output rows (32 on an AVX2 EPYC with a
+        tail block of 16, 64 on an AVX512 Xeon), so joining works when all parts but the last fill whole blocks:
+        checked on a probe input. The kernel computes each output column alone, so the results are the parts' bit
+        for bit."""
         joined = cls(torch.cat([part.qdata for part in parts]), torch.cat([part.scale_and_zero for part in parts], 1),
                      parts[0].group, parts[0].in_features, sum(part.out_features for part in parts))
         probe = torch.randn(3, joined.in_features, generator=torch.Generator().manual_seed(0)).to(
