@@ -119,9 +119,10 @@ def save_tiny_model(folder, window: int = 512) -> str:
 
 def tiny_lm(model_folder, env: Optional[Mapping[str, str]] = None, log_path=None, config: str = LM_CONFIG) -> tuple:
     """(Process, base URL) of transformers_lm under gunicorn on the model saved in ``model_folder``, just
-    started (several can then start side by side): wait for ``{url}/health`` before use."""
+    started (several can then start side by side): wait for ``{url}/health`` before use. float32 as the tests'
+    in-process tiny model (DTYPE=auto would take bfloat16 on a CPU with native bf16)."""
     port = free_port()
-    env = {"PRETRAINED_MODEL_NAME_OR_PATH": str(model_folder), "MAX_NEW_TOKENS": "8",
+    env = {"PRETRAINED_MODEL_NAME_OR_PATH": str(model_folder), "MAX_NEW_TOKENS": "8", "DTYPE": "float32",
            "BATCH_WAIT_MS": "0", "TORCH_NUM_THREADS": "1", **(env or {})}
     return gunicorn(config, port, env, log_path), f"http://127.0.0.1:{port}"
 

@@ -89,7 +89,7 @@ def test_a_bad_adapter_path_fails_loading_with_a_clear_message(folders, tmp_path
 def test_servers_with_the_adapter_name_it_and_answer_as_peft_does(folders, tmp_path):
     """Real gunicorn servers, merged and unmerged side by side, and one whose adapter path is wrong."""
     model_folder, adapter = folders
-    env = {"ADAPTER_NAME_OR_PATH": adapter, "DTYPE": "float32", "MAX_NEW_TOKENS": str(NEW_TOKENS)}
+    env = {"ADAPTER_NAME_OR_PATH": adapter, "MAX_NEW_TOKENS": str(NEW_TOKENS)}
     servers = {merge: tiny_lm(model_folder, {**env, "MERGE_ADAPTER": merge}, tmp_path / f"merge{merge}.log")
                for merge in ("1", "0")}
     bad, bad_url = tiny_lm(model_folder, {**env, "ADAPTER_NAME_OR_PATH": str(tmp_path / "missing")},
