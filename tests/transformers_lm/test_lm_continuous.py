@@ -11,6 +11,7 @@ from transformers import MistralConfig, MistralForCausalLM
 
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.engine.continuous import ContinuousEngine
+from services.transformers_lm.engine.ragged_attention import BLOCK
 from services.transformers_lm.service import LMService, build_engine
 from services.transformers_lm.model.source import LoadedModel
 from services.transformers_lm.service import Task
@@ -111,7 +112,8 @@ def test_requests_joining_mid_batch_finish_with_correct_text(loaded, engine):
 
 def test_a_prompt_that_starts_like_a_recent_one_computes_only_the_rest(loaded):
     """A dialog's next turn repeats its earlier prompt, and a retried request repeats the whole of it: their
-    cached keys and values are reused, and the replies stay those of a full generate()."""
+    cached keys and values are reused in whole blocks of attention, and the replies stay those of a full
+    generate()."""
     dialog = ["Hello there", "Hi! How can I help?", "What is the capital of France?"]
     contexts = [dialog[:1], dialog, dialog]
     expected = solo(loaded, GREEDY, contexts)
@@ -123,7 +125,8 @@ def test_a_prompt_that_starts_like_a_recent_one_computes_only_the_rest(loaded):
         first, turn = prompts[0].input_ids, prompts[1].input_ids
         shared = len(os.path.commonprefix([first, turn]))
         assert shared > len(first) // 2
-        assert engine.stats["prefix_cached_tokens"] == (shared + len(turn) - 1 if reuse else 0)
+        blocks = [length - length % BLOCK for length in (shared, len(turn) - 1)]
+        assert engine.stats["prefix_cached_tokens"] == (sum(blocks) if reuse else 0)
 
 
 def test_a_stop_string_ends_only_its_own_sequence(loaded, engine):

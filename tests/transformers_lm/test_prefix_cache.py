@@ -1,8 +1,13 @@
-"""The prefix cache alone, on tensors shaped like a model's cache: which entry a prompt reuses, and what stays."""
+"""The prefix cache on tensors shaped like a model's cache (which entry a prompt reuses, and what stays), and on a
+model: a prompt's bits whatever was cached."""
+import pytest
 import torch
 
-from services.transformers_lm.engine.kv_batch import Prefill
+from services.transformers_lm.engine import model_attention, ragged_attention
+from services.transformers_lm.engine.continuous import prompt_chunk
+from services.transformers_lm.engine.kv_batch import KVBatch, Prefill
 from services.transformers_lm.engine.prefix_cache import PrefixCache
+from tests.helpers.tiny_model import tiny_loaded
 
 LAYERS, HEADS, DIM = 2, 2, 4
 TOKEN_BYTES = 2 * LAYERS * HEADS * DIM * 4  # keys and values, float32
@@ -24,7 +29,7 @@ def reused(prefill: Prefill) -> list:
 
 
 def test_a_prompt_reuses_the_longest_shared_prefix_of_any_stored_prompt():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(1 << 20, block=1)
     cache.store(finished([1, 2, 3, 4, 5]))
     cache.store(finished([1, 2, 9, 9]))
     prefill = cache.prefill([1, 2, 3, 4, 7, 8])
@@ -34,7 +39,7 @@ def test_a_prompt_reuses_the_longest_shared_prefix_of_any_stored_prompt():
 
 
 def test_the_last_prompt_token_is_always_computed():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(1 << 20, block=1)
     cache.store(finished([1, 2, 3, 4]))
     assert cache.prefill([1, 2, 3, 4]).done == 3  # its logits pick the first new token
     assert cache.prefill([1, 2]).done == 1
@@ -42,7 +47,7 @@ def test_the_last_prompt_token_is_always_computed():
 
 
 def test_reusing_never_changes_the_stored_entry():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(1 << 20, block=1)
     cache.store(finished([1, 2, 3, 4]))
     prefill = cache.prefill([1, 2, 3, 8])
     prefill.extend(0, torch.zeros(1, HEADS, 1, DIM), torch.zeros(1, HEADS, 1, DIM))
@@ -50,7 +55,7 @@ def test_reusing_never_changes_the_stored_entry():
 
 
 def test_a_prompt_that_extends_a_stored_one_replaces_it_and_a_covered_one_adds_nothing():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(1 << 20, block=1)
     cache.store(finished([1, 2, 3]))
     cache.store(finished([1, 2, 3, 4, 5]))  # the next turn of the same dialog
     assert list(cache.entries) == [(1, 2, 3, 4, 5)]
@@ -59,7 +64,7 @@ def test_a_prompt_that_extends_a_stored_one_replaces_it_and_a_covered_one_adds_n
 
 
 def test_the_least_recently_used_prompts_leave_when_the_budget_is_spent():
-    cache = PrefixCache(8 * TOKEN_BYTES)
+    cache = PrefixCache(8 * TOKEN_BYTES, block=1)
     cache.store(finished([1, 1, 1]))
     cache.store(finished([2, 2, 2]))
     cache.prefill([1, 1, 1, 5])  # a hit makes [1, 1, 1] the most recently used
@@ -70,6 +75,43 @@ def test_the_least_recently_used_prompts_leave_when_the_budget_is_spent():
 
 
 def test_a_zero_budget_keeps_nothing():
-    cache = PrefixCache(0)
+    cache = PrefixCache(0, block=1)
     cache.store(finished([1, 2, 3]))
     assert not cache.entries and cache.prefill([1, 2, 3, 4]).done == 0
+
+
+def test_prefixes_are_reused_in_whole_blocks():
+    cache = PrefixCache(1 << 20, block=4)
+    cache.store(finished(list(range(1, 11))))
+    assert cache.prefill(list(range(1, 10)) + [99]).done == 8  # 9 shared
+    assert cache.prefill(list(range(1, 11))).done == 8  # the last token is computed: 9, cut to 8
+    assert cache.prefill([1, 2, 3, 9]).done == 0
+
+
+def prompt_pass(run_pass, cache: PrefixCache, tokens: list, budget: int) -> tuple:
+    """The last pass's logits and the cache of `tokens` computed as the engine does: what `cache` holds reused,
+    the rest in passes of `budget` prompt tokens."""
+    prefill = cache.prefill(tokens)
+    while prefill.remaining:
+        length = prompt_chunk(prefill, budget, first=True)
+        logits = ragged_attention.forward(run_pass, KVBatch(torch.device("cpu")), [], [(prefill, length)])
+    cache.store(prefill)
+    return logits, prefill.keys + prefill.values
+
+
+@pytest.mark.parametrize("dtype, quantization", [(torch.float32, "none"), (torch.bfloat16, "int4")],
+                         ids=["float32", "int4"])
+@torch.inference_mode()
+def test_a_prompt_gets_the_same_bits_whatever_was_cached_and_however_its_passes_were_cut(dtype, quantization):
+    """SDPA's bits depend on a call's lengths on some CPUs (an AVX512 Xeon: 15 prompt lengths in 16, float32 too),
+    which had a repeated request answer otherwise than its first time. Attention in fixed blocks keeps them."""
+    run_pass = model_attention.enable(tiny_loaded(dtype=dtype, quantization=quantization).model)
+    prompt = [(7 * index) % 200 + 3 for index in range(70)]
+    alone, alone_cache = prompt_pass(run_pass, PrefixCache(0), prompt, 1024)
+    warm = PrefixCache(1 << 24)
+    prompt_pass(run_pass, warm, prompt[:37] + [1, 2, 3], 1024)  # shares 37 tokens: 32 are reused
+    for cache, budget in ((PrefixCache(0), 20), (PrefixCache(0), 5), (warm, 1024), (warm, 1024)):  # then all 64
+        logits, keys_and_values = prompt_pass(run_pass, cache, prompt, budget)
+        assert torch.equal(logits, alone)
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(keys_and_values, alone_cache))
+    assert warm.prefill(prompt).done == 64

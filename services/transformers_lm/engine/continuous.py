@@ -21,7 +21,7 @@ from . import ragged_attention
 from .decoding import choose_tokens
 from .errors import GenerationFailed
 from .generation import eos_ids, generate_group
-from .kv_batch import KVBatch
+from .kv_batch import KVBatch, Prefill
 from .llama_pass import LlamaPass
 from .prefix_cache import PrefixCache
 from .samples import EmbeddingJob
@@ -38,6 +38,18 @@ def pass_of(loaded):
         return LlamaPass.stored(loaded.config, loaded.weights, loaded.device)
     from .model_attention import enable  # only here: it imports transformers' model code
     return enable(loaded.model)
+
+
+def prompt_chunk(prefill: Prefill, budget: int, first: bool) -> int:
+    """How many of a prompt's remaining tokens a pass with `budget` prompt tokens left takes: all that fit, cut at
+    a block's end (its attention calls stay those it would have alone; `done` is always at one); a pass's first
+    chunk takes at least a block, so that a PREFILL_CHUNK under BLOCK still moves."""
+    end = prefill.done + min(prefill.remaining, budget)
+    if end < len(prefill.tokens):
+        end -= end % ragged_attention.BLOCK
+        if first and end == prefill.done:
+            end = min(len(prefill.tokens), prefill.done + ragged_attention.BLOCK)
+    return end - prefill.done
 
 
 class ContinuousEngine(BatchEngine):
@@ -93,15 +105,17 @@ class ContinuousEngine(BatchEngine):
 
     def _chunks(self) -> list:
         """This pass's prompt work, (sample, Prefill, tokens): the oldest admitted prompts up to PREFILL_CHUNK
-        tokens, the last one cut if it does not fit."""
+        tokens, one that does not fit cut at the end of a block of attention (ragged_attention.BLOCK)."""
         chunks, budget = [], self.prefill_chunk
         for sample, prefill in list(self.prefills):
             if sample.abandoned:
                 self.prefills.remove((sample, prefill))
                 sample.future.set_exception(CancelledError())
             elif budget > 0:
-                chunks.append((sample, prefill, min(prefill.remaining, budget)))
-                budget -= chunks[-1][2]
+                length = prompt_chunk(prefill, budget, first=not chunks)
+                if length:
+                    chunks.append((sample, prefill, length))
+                    budget -= length
         return chunks
 
     def _pass(self):

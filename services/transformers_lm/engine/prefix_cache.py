@@ -5,12 +5,16 @@ turns before it; on a CPU the prefill of those shared tokens is most of a reques
 causal model's keys and values at position i depend only on tokens 0..i, so a stored prompt's cache cut to the
 tokens it shares with a new prompt is exactly the new prompt's cache for those tokens.
 
+Prefixes are reused in whole blocks of ragged_attention.BLOCK tokens: the new prompt's attention then runs in
+the calls it would run with nothing cached, and its answer is the same bit for bit.
+
 Entries are whole prompts, least recently used evicted first, within a byte budget (PREFIX_CACHE_MB). A prompt
 that extends a stored one replaces it; one that a stored prompt extends only refreshes that entry.
 """
 from collections import OrderedDict
 
 from .kv_batch import Prefill
+from .ragged_attention import BLOCK
 
 
 def _shared(stored: tuple, tokens: list, limit: int) -> int:
@@ -23,17 +27,19 @@ def _shared(stored: tuple, tokens: list, limit: int) -> int:
 
 
 class PrefixCache:
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, block: int = BLOCK):
         self.max_bytes = max_bytes
+        self.block = block  # prefixes are reused in whole blocks of attention (ragged_attention.BLOCK)
         self.entries = OrderedDict()  # prompt tokens (tuple) -> (keys, values, bytes); least recently used first
         self.bytes = 0
 
     def prefill(self, tokens: list) -> Prefill:
-        """A Prefill of `tokens` that starts after the longest cached prefix. At least the last token is left
-        to compute: its logits choose the first new token."""
+        """A Prefill of `tokens` that starts after the longest cached prefix of whole blocks. At least the last
+        token is left to compute: its logits choose the first new token."""
         best, length = None, 0
         for stored in self.entries:
             shared = _shared(stored, tokens, len(tokens) - 1)
+            shared -= shared % self.block
             if shared > length:
                 best, length = stored, shared
         prefill = Prefill(tokens)

@@ -15,6 +15,19 @@ import torch.nn.functional as F
 
 from .kv_batch import KVBatch
 
+# Prompt tokens per attention call. SDPA's bits can depend on the lengths of the call (on an AVX512 Xeon 15 of
+# every 16 prompt lengths gave a token's attention other bits than the full prompt did, float32 too), so a
+# prompt is attended in the same calls whatever was cached or shared its passes: one per block of BLOCK tokens
+# at fixed positions. The prefix cache reuses whole blocks and a pass cuts a prompt at a block's end; a prompt's
+# answer is then the same whatever ran before or beside it.
+BLOCK = 16
+
+
+def _blocks(position: int, end: int) -> list:
+    """The attention calls of prompt tokens position..end-1: (start, end) of each block they reach into."""
+    bounds = [position, *range(position - position % BLOCK + BLOCK, end, BLOCK), end]
+    return list(zip(bounds, bounds[1:]))
+
 
 class RaggedPass:
     """What one forward pass holds: `rows` running rows (one token each, first) then prompt chunks."""
@@ -22,15 +35,18 @@ class RaggedPass:
     def __init__(self, batch: KVBatch, rows: int, chunks: list):
         self.batch = batch
         self.rows = rows
-        self.chunks = chunks  # [(Prefill, tokens in this pass)]
         self.row_mask = None  # None when no running row is padded: SDPA's unmasked path is cheaper
         if rows and not bool(batch.mask[:, 0].all()):
             self.row_mask = F.pad(batch.mask, (0, 1), value=True)[:, None, None, :]
-        # A chunk after the first sees all of its prompt's earlier tokens and its own causally.
-        self.chunk_masks = [None if prefill.done == 0 else
-                            torch.ones(length, prefill.done + length, dtype=torch.bool,
-                                       device=batch.device).tril(prefill.done)
-                            for prefill, length in chunks]
+        # (Prefill, its first token's index in the pass, tokens, mask) of each attention call of the chunks: a
+        # block after a prompt's first sees all of its earlier tokens and its own causally.
+        self.blocks, index = [], rows
+        for prefill, length in chunks:
+            for start, end in _blocks(prefill.done, prefill.done + length):
+                mask = None if start == 0 else torch.ones(end - start, end, dtype=torch.bool,
+                                                          device=batch.device).tril(start)
+                self.blocks.append((prefill, index, end - start, mask))
+                index += end - start
 
     def attend(self, layer: int, query, key, value, scale) -> torch.Tensor:
         """query [1, heads, tokens, dim], key/value [1, kv_heads, tokens, dim] -> [1, tokens, heads, dim]."""
@@ -41,14 +57,12 @@ class RaggedPass:
             keys, values = self.batch.extend(layer, row_key, row_value)
             outputs.append(F.scaled_dot_product_attention(row_query, keys, values, attn_mask=self.row_mask,
                                                           scale=scale, enable_gqa=True).permute(2, 0, 1, 3))
-        start = self.rows
-        for (prefill, length), mask in zip(self.chunks, self.chunk_masks):
+        for prefill, start, length, mask in self.blocks:
             end = start + length
             keys, values = prefill.extend(layer, key[:, :, start:end], value[:, :, start:end])
             output = F.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
                                                     is_causal=mask is None, scale=scale, enable_gqa=True)
             outputs.append(output.transpose(1, 2))
-            start = end
         return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
 
 
