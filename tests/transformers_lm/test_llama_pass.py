@@ -86,3 +86,26 @@ def test_another_architecture_keeps_its_own_forward_and_its_solo_answers():
     engine = ContinuousEngine(loaded, max_batch_rows=16, prefill_chunk=8)
     assert type(engine.run_pass) is partial and engine.run_pass.func is model_attention.own_pass
     assert run(service(loaded, engine), samples(service(loaded, engine), GREEDY)) == solo(loaded, GREEDY, CONTEXTS)
+
+
+@pytest.mark.parametrize("probe", ["this-cpu", "rows-alone"])
+@pytest.mark.parametrize("dtype, quantization", [(torch.bfloat16, "none"), (torch.bfloat16, "int4")],
+                         ids=["bfloat16", "int4"])
+@torch.inference_mode()
+def test_a_padded_rows_decode_step_gives_it_the_bits_it_gets_alone(dtype, quantization, probe, monkeypatch):
+    """Where SDPA's bits for a row depend on its padding (ragged_attention.padding_keeps_bits says no: an AVX512
+    Xeon), rows attend alone; "rows-alone" takes that path on any CPU. (float32's Linears are no such precision
+    on that Xeon: MKL's sgemm gives a row other bits at 2 rows than at 1.)"""
+    if probe == "rows-alone":
+        monkeypatch.setattr(ragged_attention, "padding_keeps_bits", lambda *shape: False)
+    run_pass = model_attention.enable(tiny_loaded(dtype=dtype, quantization=quantization).model)
+    prompts = [[(5 * index + length) % 200 + 3 for index in range(length)] for length in (30, 14, 14, *range(2, 30, 3))]
+
+    def step(rows: list) -> torch.Tensor:
+        batch, prefills = KVBatch(torch.device("cpu")), [Prefill(prompts[row]) for row in rows]
+        ragged_attention.forward(run_pass, batch, [], [(prefill, len(prefill.tokens)) for prefill in prefills])
+        batch.join(prefills, [1] * len(rows))
+        return ragged_attention.forward(run_pass, batch, [11] * len(rows), [])
+
+    together = step(range(len(prompts)))  # rows of 31 columns, of 15 (a run of two), of 3, 6, ... 30
+    assert all(torch.equal(together[row], step([row])[0]) for row in range(len(prompts)))

@@ -3,13 +3,16 @@
 On a CPU every forward pass pays for reading all the weights, so a new prompt's prefill rides along with the
 running rows' decode step instead of taking a pass of its own (2 cores, SmolLM2-135M: a decode step of 8 rows
 90 ms, a 34-token prefill 115 ms, both in one pass 141 ms). All tokens go through the model's layers as one flat
-sequence; only attention is per row: the running rows attend over their left-padded cache in one batched call,
-each prompt chunk over its own earlier chunks, causally.
+sequence; only attention is per row: the running rows attend over their left-padded cache in one batched call
+(or, where SDPA's bits for a row would depend on its padding, each row alone over its own columns), each prompt
+chunk over its own earlier chunks, causally.
 
 A plain Llama runs llama_pass.py (its maths with less Python around it); any other model runs its own forward
 with this attention inside (model_attention.py). This module imports no transformers code: a pass built from
 stored weights alone runs without it.
 """
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +32,26 @@ def _blocks(position: int, end: int) -> list:
     return list(zip(bounds, bounds[1:]))
 
 
+@lru_cache(maxsize=None)
+def padding_keeps_bits(heads: int, kv_heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Does SDPA give a row of a padded, masked batch of one-query rows the bits it gives the row alone over its
+    own columns? On an AVX512 Xeon 13 of these 43 lengths differed in bfloat16, 38 in float32 (the padding shifts
+    the keys across its kernel's vector lanes), and a greedy reply changed with the load; on the AVX2 EPYC batched
+    rows kept solo generate()'s replies. Checked once a shape."""
+    generator = torch.Generator().manual_seed(0)
+    lengths = [*range(1, 41), 300, 520, 700]
+    width = max(lengths)
+    query = torch.randn(len(lengths), heads, 1, dim, generator=generator).to(device, dtype)
+    keys, values = (torch.randn(len(lengths), kv_heads, width, dim, generator=generator).to(device, dtype)
+                    for _ in range(2))
+    mask = torch.arange(width) >= width - torch.tensor(lengths)[:, None]
+    batched = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask[:, None, None].to(device),
+                                             enable_gqa=True)
+    return all(torch.equal(batched[row:row + 1], F.scaled_dot_product_attention(
+        query[row:row + 1], keys[row:row + 1, :, width - length:], values[row:row + 1, :, width - length:],
+        enable_gqa=True)) for row, length in enumerate(lengths))
+
+
 class RaggedPass:
     """What one forward pass holds: `rows` running rows (one token each, first) then prompt chunks."""
 
@@ -36,8 +59,14 @@ class RaggedPass:
         self.batch = batch
         self.rows = rows
         self.row_mask = None  # None when no running row is padded: SDPA's unmasked path is cheaper
+        self.row_runs = []  # (first row, end, columns) of consecutive rows of one length: the calls rows alone take
         if rows and not bool(batch.mask[:, 0].all()):
             self.row_mask = F.pad(batch.mask, (0, 1), value=True)[:, None, None, :]
+            for row, length in enumerate((batch.mask.sum(1) + 1).tolist()):
+                if self.row_runs and self.row_runs[-1][2] == length:
+                    self.row_runs[-1][1] = row + 1
+                else:
+                    self.row_runs.append([row, row + 1, length])
         # (Prefill, its first token's index in the pass, tokens, mask) of each attention call of the chunks: a
         # block after a prompt's first sees all of its earlier tokens and its own causally.
         self.blocks, index = [], rows
@@ -55,8 +84,16 @@ class RaggedPass:
             row_query, row_key, row_value = (tensor.narrow(2, 0, self.rows).permute(2, 1, 0, 3)
                                              for tensor in (query, key, value))
             keys, values = self.batch.extend(layer, row_key, row_value)
-            outputs.append(F.scaled_dot_product_attention(row_query, keys, values, attn_mask=self.row_mask,
-                                                          scale=scale, enable_gqa=True).permute(2, 0, 1, 3))
+            if self.row_mask is None or padding_keeps_bits(query.shape[1], key.shape[1], query.shape[-1],
+                                                           query.dtype, query.device):
+                output = F.scaled_dot_product_attention(row_query, keys, values, attn_mask=self.row_mask,
+                                                        scale=scale, enable_gqa=True)
+            else:  # each run of rows over its own columns only, as the rows would attend alone
+                width = keys.shape[2]
+                output = torch.cat([F.scaled_dot_product_attention(
+                    row_query[start:end], keys[start:end, :, width - length:], values[start:end, :, width - length:],
+                    scale=scale, enable_gqa=True) for start, end, length in self.row_runs])
+            outputs.append(output.permute(2, 0, 1, 3))
         for prefill, start, length, mask in self.blocks:
             end = start + length
             keys, values = prefill.extend(layer, key[:, :, start:end], value[:, :, start:end])
