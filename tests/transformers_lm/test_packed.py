@@ -16,11 +16,12 @@ from services.transformers_lm.model.gguf import WEIGHTS_FILE
 from services.transformers_lm.model.loading import load_model
 from services.transformers_lm.model.packed import (LLAMA_LINEARS, is_stored, load_packed, packed_folder,
                                                    quantize_and_store, read_stored)
-from services.transformers_lm.model.precision import Int8Linear, PackedInt4Linear
+from services.transformers_lm.model.precision import Int8Linear, OnednnLinear, PackedInt4Linear
 from services.transformers_lm.settings import Settings
 from tests.helpers.tiny_model import tiny_model, tiny_tokenizer
 from tests.transformers_lm.test_llama_pass import assert_same_passes
 from tests.transformers_lm.test_lm_continuous import GREEDY, run, samples, service, solo
+from tests.transformers_lm.test_precision import ONEDNN
 
 
 def as_converted(model, folder) -> str:
@@ -119,6 +120,22 @@ def test_the_continuous_engine_serves_a_stored_llama_as_solo_generate_of_its_mod
     answers = run(service(loaded, engine), samples(service(loaded, engine), GREEDY))
     assert answers == solo(loaded, GREEDY)  # solo: generate() of the model it loads now
     assert type(loaded.model.model.layers[0].mlp.up_proj) is PackedInt4Linear
+    assert answers == solo(first, GREEDY)
+
+
+@ONEDNN
+def test_a_bfloat16_conversion_is_stored_for_onednn_linears_and_served_from_its_weights_alone(conversion):
+    settings = Settings.from_env({"PRETRAINED_MODEL_NAME_OR_PATH": conversion, "DTYPE": "bfloat16",
+                                  "QUANTIZE": "none"})
+    first = load_model(settings)  # converts and stores
+    assert type(first.model.model.layers[0].self_attn.q_proj) is OnednnLinear and first.precision.onednn
+    loaded = load_model(settings)
+    assert loaded.weights is not None and loaded._model is None
+    assert [name for name in os.listdir(conversion) if name.startswith("onednn-bfloat16-")]
+    assert {type(value) for name, value in loaded.weights.items() if name.endswith((*LLAMA_LINEARS, "lm_head"))} == {
+        OnednnLinear}
+    engine = ContinuousEngine(loaded, max_batch_rows=16, prefill_chunk=8)
+    answers = run(service(loaded, engine), samples(service(loaded, engine), GREEDY))
     assert answers == solo(first, GREEDY)
 
 

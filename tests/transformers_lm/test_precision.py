@@ -7,8 +7,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
-from services.transformers_lm.model.precision import (Int8Linear, PackedInt4Linear, Precision, choose_dtype,
-                                                      choose_quantize, cpu_flags, int4_kernel, keeps_float, quantize)
+from services.transformers_lm.model.precision import (Int8Linear, OnednnLinear, PackedInt4Linear, Precision,
+                                                      choose_dtype, choose_quantize, cpu_flags, int4_kernel,
+                                                      keeps_float, onednn_linears, quantize)
 from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
@@ -102,6 +103,39 @@ def test_a_tied_heads_int8_is_its_own_and_close_to_the_embeddings():
     floats = torch.nn.functional.linear(hidden.float(), embeddings.float())
     assert (model.lm_head(hidden).float() - floats).abs().max() < 0.02 * floats.abs().max()
     assert model.lm_head(hidden[:, :0]).shape == (2, 0, 256)  # a pass that keeps no token
+
+
+ONEDNN = pytest.mark.skipif(not onednn_linears(torch.bfloat16, CPU), reason="oneDNN's bf16 Linears: a CPU with AMX")
+
+
+def test_onednn_linears_are_for_bfloat16_on_a_cpu_with_amx():
+    amx = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert onednn_linears(torch.bfloat16, CPU, frozenset(amx)) == native
+    assert not onednn_linears(torch.bfloat16, CPU, frozenset({"avx2", "avx512_bf16"}))  # measured only with AMX
+    assert not onednn_linears(torch.float32, CPU, frozenset(amx)) and not onednn_linears(torch.bfloat16, GPU,
+                                                                                       frozenset(amx))
+
+
+@ONEDNN
+@torch.inference_mode()
+def test_an_onednn_linear_gives_each_row_the_bits_it_has_alone_however_many_rows_share_the_call():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 3000).to(torch.bfloat16)  # F.linear's rows changed from 33 on at such a width
+    onednn = OnednnLinear(linear.weight, linear.bias)
+    rows = torch.randn(80, 64).to(torch.bfloat16)
+    together = onednn(rows)
+    assert torch.equal(onednn(rows[:1]), linear(rows[:1]))
+    assert all(torch.equal(together[row:row + 1], onednn(rows[row:row + 1])) for row in range(80))
+    assert onednn(rows.view(8, 10, 64)).shape == (8, 10, 3000)
+
+
+@ONEDNN
+def test_a_bfloat16_model_runs_its_float_linears_but_lora_matrices_and_int8s_as_onednn_linears():
+    model = quantize(tiny_loaded().model.to(torch.bfloat16), "int8")
+    assert type(model.lm_head) is OnednnLinear  # the head int8 leaves in float
+    assert type(model.model.layers[0].mlp.up_proj) is torch.nn.Linear  # torchao's int8 tensor
+    assert type(quantize(tiny_loaded().model, "none").lm_head) is torch.nn.Linear  # float32
 
 
 def test_int8_linear_runs_a_weight_stored_off_its_kernels_alignment():

@@ -32,6 +32,7 @@ HAND_WRITTEN = {
                               "engine_model": NULLABLE_STRING,
                               "dtype": {"enum": list(DTYPES)}, "quantize": {"enum": list(QUANTIZATIONS)},
                               "head_quantize": {"enum": ["none", *HEAD_QUANTIZE.values()]},
+                              "onednn_linears": {"type": "boolean"},
                               "adapter": NULLABLE_STRING,
                               "batching": {"type": "object"}}},
 }

@@ -4,9 +4,16 @@ each new prompt's cache while its prefill runs, and the running rows' cache.
 Running rows are left-padded to a common width. A joining row's cache is padded (or the batch's is) on the
 left and concatenated; leaving rows are dropped and padding columns nobody needs any more are trimmed. This
 is TGI's concatenate/filter design. Tensors are [rows, kv_heads, width, head_dim], one pair per layer.
+
+The running rows' cache sits at the front of buffers with room for GROW more columns, and a decode step writes
+its column in place: concatenating a new cache each step copied the whole cache into fresh memory 60 times a
+step (30 layers, keys and values). SmolLM2 in int4 on an AVX512 Xeon, ~300 columns: a decode step at 1 row
+15.9 -> 14.2 ms, at 16 rows 72.1 -> 66.1 ms.
 """
 import torch
 import torch.nn.functional as F
+
+GROW = 64  # columns a running cache's buffers gain when full: one copy per GROW steps instead of one per step
 
 
 def _extend(cache: list, layer: int, new: torch.Tensor) -> torch.Tensor:
@@ -39,7 +46,8 @@ class KVBatch:
 
     def __init__(self, device):
         self.device = device
-        self.keys, self.values = [], []
+        self.keys, self.values = [], []  # per layer: the cache in columns 0..width-1 of a larger buffer
+        self.width = 0
         self.mask = None  # [rows, width] bool: True where a cached column holds one of the row's tokens
         self.positions = None  # [rows]: tokens cached per row, the position of its next token
 
@@ -48,11 +56,17 @@ class KVBatch:
         return 0 if self.mask is None else self.mask.shape[0]
 
     def extend(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple:
-        """Append one column per row (this pass's token) to a layer; returns the layer's keys and values."""
-        return _extend(self.keys, layer, key), _extend(self.values, layer, value)
+        """Write one column per row (this pass's token) into a layer; returns the layer's keys and values."""
+        end = self.width + 1
+        for buffers, new in ((self.keys, key), (self.values, value)):
+            if buffers[layer].shape[2] < end:
+                buffers[layer] = _with_room(buffers[layer])
+            buffers[layer][:, :, self.width:end] = new
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def advance(self):
         """After a pass has extended every layer: the new column is each row's own token."""
+        self.width += 1
         self.mask = F.pad(self.mask, (0, 1), value=True)
         self.positions = self.positions + 1
 
@@ -62,29 +76,41 @@ class KVBatch:
         if not sources:
             return
         running = self.rows > 0
-        parts = ([self] if running else []) + sources
-        width = max(part.keys[0].shape[2] for part in parts)
+        caches = [(self.width, self.keys, self.values)] if running else []
+        caches += [(prefill.done, prefill.keys, prefill.values) for prefill in sources]
+        width = max(cache[0] for cache in caches)
         layers = range(len(sources[0].keys))
-        self.keys = [torch.cat([_pad_left(part.keys[layer], width) for part in parts]) for layer in layers]
-        self.values = [torch.cat([_pad_left(part.values[layer], width) for part in parts]) for layer in layers]
+        self.keys, self.values = ([_with_room(torch.cat([_pad_left(cache[part][layer][:, :, :cache[0]], width)
+                                                         for cache in caches]))
+                                   for layer in layers] for part in (1, 2))
         masks = ([self.mask] if running else []) + [torch.ones(1, prefill.done, dtype=torch.bool, device=self.device)
                                                       for prefill in sources]
         self.mask = torch.cat([F.pad(mask, (width - mask.shape[1], 0), value=False) for mask in masks])
         positions = torch.tensor([prefill.done for prefill in sources], dtype=torch.long, device=self.device)
         self.positions = torch.cat([self.positions, positions]) if running else positions
+        self.width = width
 
     def keep(self, indices: list):
         """Keep only these rows, and drop leading columns that are padding in every kept row."""
         if not indices:
-            self.keys, self.values, self.mask, self.positions = [], [], None, None
+            self.keys, self.values, self.mask, self.positions, self.width = [], [], None, None, 0
             return
         index = torch.tensor(indices, dtype=torch.long, device=self.device)
         mask = self.mask[index]
         start = int(mask.any(dim=0).nonzero()[0])
-        self.keys = [keys[index, :, start:] for keys in self.keys]
-        self.values = [values[index, :, start:] for values in self.values]
+        self.keys = [_with_room(keys[index, :, start:self.width]) for keys in self.keys]
+        self.values = [_with_room(values[index, :, start:self.width]) for values in self.values]
         self.mask = mask[:, start:]
         self.positions = self.positions[index]
+        self.width -= start
+
+
+def _with_room(cache: torch.Tensor) -> torch.Tensor:
+    """[rows, heads, w, dim] at the front of a buffer of w + GROW columns (the rest unset: never read)."""
+    rows, heads, width, dim = cache.shape
+    buffer = cache.new_empty(rows, heads, width + GROW, dim)
+    buffer[:, :, :width] = cache
+    return buffer
 
 
 def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from .adapters import apply_adapter
 from .gguf import layer_bits
 from .packed import is_stored, load_packed, packed_folder, quantize_and_store, read_stored
-from .precision import Precision, choose_dtype, choose_quantize, quantize
+from .precision import Precision, choose_dtype, choose_quantize, onednn_linears, quantize
 from .source import LoadedModel, model_window, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ def load_model(settings) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(source, **options).to(device).eval()
         model, adapter = apply_adapter(model, settings)
         # After any adapter is merged: its weights are quantized too.
-        model = quantize_and_store(model, packed) if packed else quantize(model, quantization)
+        model = quantize_and_store(model, packed, quantization) if packed else quantize(model, quantization)
         extra = {}
     return_freed_memory()
     where = (f", as stored in {packed}" + (", run from its weights alone" if light else "")) if stored else ""
     logger.info("Loaded %s on %s (%s, quantize %s%s) in %.1f s", name, device, dtype, quantization, where,
                 time.monotonic() - started)
     window = model_window(light[0] if light else model.config.get_text_config(), tokenizer)
-    return LoadedModel(name, model, tokenizer, device, window, Precision(dtype, quantization), adapter, **extra)
+    return LoadedModel(name, model, tokenizer, device, window,
+                       Precision(dtype, quantization, onednn_linears(dtype, device)), adapter, **extra)

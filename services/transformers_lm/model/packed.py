@@ -1,7 +1,8 @@
 """A GGUF conversion's int4 model (model/gguf.py's cache folder), stored once beside it: later starts load its
 bfloat16 weights, torch's int4 packing of its Linears and its int8 head as they are, instead of reading float32,
 converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao
-packing (~1.4 s).
+packing (~1.4 s). Its bfloat16 model for OnednnLinears (QUANTIZE=none where precision.onednn_linears holds) is
+stored the same way, without packed Linears: oneDNN's packing is made at each start (~0.1 s).
 
 The packing is torch's own layout for the CPU kernel it dispatches to, so the folder's name holds what it
 stores (LAYOUT), the dtype, torch's version and that CPU capability. Only our own cache folders get one, and no model under an adapter.
@@ -18,20 +19,25 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .gguf import WEIGHTS_FILE
-from .precision import INT4_GROUP, Int8Linear, PackedInt4Linear, PackedLinear, quantize, replace_module
+from .precision import (INT4_GROUP, Int8Linear, OnednnLinear, PackedInt4Linear, onednn_linears, prepack, quantize,
+                        replace_module)
 
 logger = logging.getLogger(__name__)
 
-PACKED_FILE = "int4_linears.safetensors"
-LAYOUT = "int4-head8"  # what a folder holds: one stored before the int8 head (plain "int4-") is not read
+PACKED_FILE = "int4_linears.safetensors"  # empty in a folder for OnednnLinears
+# What a folder holds, by QUANTIZE: one stored before the int8 head (plain "int4-") is not read.
+LAYOUTS = {"int4": "int4-head8", "none": "onednn"}
 
 
 def packed_folder(source: str, dtype: torch.dtype, quantization: str, adapter) -> str:
-    """Where `source`'s int4 model is stored, or None where it is not stored (see the module's docstring)."""
-    if quantization != "int4" or adapter or not os.path.isfile(os.path.join(source, WEIGHTS_FILE)):
+    """Where `source`'s int4 or OnednnLinear model is stored, or None where it is not stored (see the module's
+    docstring)."""
+    stored = quantization == "int4" or quantization == "none" and onednn_linears(dtype, torch.device("cpu"))
+    if not stored or adapter or not os.path.isfile(os.path.join(source, WEIGHTS_FILE)):
         return None
     capability = torch.backends.cpu.get_cpu_capability()
-    return os.path.join(source, f"{LAYOUT}-{str(dtype).removeprefix('torch.')}-{capability}-torch{torch.__version__}")
+    return os.path.join(source, f"{LAYOUTS[quantization]}-{str(dtype).removeprefix('torch.')}-{capability}"
+                                f"-torch{torch.__version__}")
 
 
 def is_stored(folder: str) -> bool:
@@ -54,12 +60,13 @@ def _packed_linears(folder: str, shape) -> dict:
 
 def load_packed(folder: str, options: dict):
     """The stored model: transformers loads the float weights, then each packed Linear takes its module's place
-    (the float weights of those Linears, memory-mapped, are never read)."""
+    (the float weights of those Linears, memory-mapped, are never read), the others prepacked for oneDNN where
+    that applies."""
     model = AutoModelForCausalLM.from_pretrained(folder, **options).eval()
     for name, linear in _packed_linears(folder, lambda name: model.get_submodule(name).weight.shape).items():
         linear.bias = model.get_submodule(name).bias
         replace_module(model, name, linear)
-    return model
+    return prepack(model)
 
 
 LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
@@ -69,7 +76,7 @@ LLAMA_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "se
 def read_stored(folder: str) -> tuple:
     """(config, weights by their transformers names) of the stored model, read without transformers' model code,
     or None where engine/llama_pass.py can't run it from them: a plain Llama (default rope, SiLU, no biases) whose
-    layers' Linears and head are all packed."""
+    layers' Linears and head are all packed, or OnednnLinears where that applies."""
     config = PretrainedConfig.from_dict(PretrainedConfig.get_config_dict(folder)[0])
     plain = (config.architectures == ["LlamaForCausalLM"] and config.hidden_act == "silu"
              and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False)
@@ -81,6 +88,11 @@ def read_stored(folder: str) -> tuple:
         weights = _packed_linears(folder, lambda name: stored.get_slice(f"{name}.weight").get_shape())
         linears = {"lm_head"} | {f"model.layers.{index}.{linear}" for index in range(config.num_hidden_layers)
                                  for linear in LLAMA_LINEARS}
+        bf16 = stored.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
+        if bf16 and onednn_linears(torch.bfloat16, torch.device("cpu")):
+            for name in linears - set(weights):  # a tied head is the embeddings
+                key = f"{name}.weight" if f"{name}.weight" in stored.keys() else "model.embed_tokens.weight"
+                weights[name] = OnednnLinear(stored.get_tensor(key))
         if set(weights) != linears:
             return None
         weights.update((key, stored.get_tensor(key)) for key in stored.keys()
@@ -88,31 +100,31 @@ def read_stored(folder: str) -> tuple:
     return config, weights
 
 
-def quantize_and_store(model, folder: str):
-    """quantize(model, "int4"), storing the float weights before and the packed ones after in `folder` (written
+def quantize_and_store(model, folder: str, kind: str = "int4"):
+    """quantize(model, kind), storing the float weights before and the packed ones after in `folder` (written
     under a temporary name, then renamed: a worker that starts meanwhile never sees half of it). A cache it can't
     write costs only the next start's time."""
     partial = None
     try:
-        partial = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".partial-int4-")
+        partial = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".partial-{kind}-")
         model.save_pretrained(partial)
     except OSError as error:  # a half-written float copy must never be renamed into place
-        logger.warning("not storing the int4 weights in %s: %s", folder, error)
+        logger.warning("not storing the %s weights in %s: %s", kind, folder, error)
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
             partial = None
-    model = quantize(model, "int4")
+    model = quantize(model, kind)
     if partial is None:
         return model
     try:
-        packed = {name: module for name, module in model.named_modules() if isinstance(module, PackedLinear)}
+        packed = {name: module for name, module in model.named_modules() if getattr(module, "PARTS", None)}
         save_file({f"{name}.{part}": getattr(module, part).contiguous() for name, module in packed.items()
                    for part in module.PARTS}, os.path.join(partial, PACKED_FILE),
                   metadata={"group": str(INT4_GROUP)})
         os.rename(partial, folder)
-        logger.info("Stored the int4 weights in %s", folder)
+        logger.info("Stored the %s weights in %s", kind, folder)
     except OSError as error:  # another worker's rename came first, or the disk is full
-        logger.info("not storing the int4 weights in %s: %s", folder, error)
+        logger.info("not storing the %s weights in %s: %s", kind, folder, error)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return model

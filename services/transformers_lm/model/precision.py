@@ -8,6 +8,7 @@ Decoding on a CPU is bound by reading the weights: torch's int4 kernel (groups o
 a quarter of float32's bytes; served SmolLM2 gave 2.18x float32's tokens/s at 1 client, 1.67x at 8, 1.11x at 16
 on an AVX2 EPYC (where bf16's head and attention are emulated).
 A 4-bit GGUF (the embedded model's Q4_1) is already on such a grid, so `auto` runs it in int4 on a CPU.
+Where bf16 runs on AMX, float Linears run with their weights prepacked for oneDNN (OnednnLinear).
 """
 import logging
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {name: getattr(torch, name) for name in settings.DTYPES}
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+ONEDNN_FLAGS = frozenset({"amx_bf16"})  # where OnednnLinear was measured to pay
 ALIGNMENT = 64  # bytes: what torch's CPU allocator gives, what Int8Linear's kernel needs (16) at most
 INT4_GROUP = 32  # the block of GGUF's Q4_0/Q4_1: their weights re-quantize onto the same grid
 
@@ -39,6 +41,15 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
 def int4_kernel() -> bool:
     """Does this torch have the int4 CPU matmul torchao's packed int4 weights call?"""
     return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+
+
+def onednn_linears(dtype: torch.dtype, device: torch.device, flags: frozenset = None) -> bool:
+    """Do float Linears run as OnednnLinear here: bf16 on a CPU with AMX? There (an AVX512/AMX Xeon, 2 cores)
+    SmolLM2's bf16 decode step took 32.1 / 47.0 / 55.6 ms at 1 / 8 / 16 rows against F.linear's 33.9 / 48.5 /
+    63.6 (which reorders each weight at every call), and each row kept its bits whatever rows shared the call."""
+    return (dtype == torch.bfloat16 and device.type == "cpu" and bool(ONEDNN_FLAGS & (cpu_flags() if flags is None
+                                                                                    else flags))
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def choose_quantize(name: str, device: torch.device, layer_bits) -> str:
@@ -79,10 +90,11 @@ class Precision:
     """What /health reports: the dtype weights and activations run in, and the weight quantization."""
     dtype: torch.dtype
     quantize: str
+    onednn: bool = False  # float Linears run as OnednnLinear
 
     def describe(self) -> dict:
         return {"dtype": str(self.dtype).removeprefix("torch."), "quantize": self.quantize,
-                "head_quantize": settings.HEAD_QUANTIZE.get(self.quantize, "none")}
+                "head_quantize": settings.HEAD_QUANTIZE.get(self.quantize, "none"), "onednn_linears": self.onednn}
 
 
 def keeps_float(name: str, model) -> bool:
@@ -100,7 +112,7 @@ def quantize(model, kind: str):
     0.18 has this packing under its prototype namespace); a Linear whose inputs are no multiple of the group stays
     float."""
     if kind == "none":
-        return model
+        return prepack(model)
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     if kind == "int4":
@@ -124,6 +136,16 @@ def quantize(model, kind: str):
         quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda module, _: module is head)
         replace_module(model, next(name for name, module in model.named_modules() if module is head),
                        Int8Linear.of(head))
+    return prepack(model)
+
+
+def prepack(model):
+    """Every Linear still in float as an OnednnLinear where onednn_linears says so for its weight (an unmerged
+    adapter's small LoRA matrices stay as they are)."""
+    for name, module in list(model.named_modules()):
+        if (type(module) is torch.nn.Linear and ".lora_" not in name and type(module.weight.detach()) is torch.Tensor
+                and onednn_linears(module.weight.dtype, module.weight.device)):  # not int8's torchao tensors
+            replace_module(model, name, OnednnLinear(module.weight, module.bias))
     return model
 
 
@@ -205,3 +227,21 @@ class Int8Linear(PackedLinear):
 
     def _rows(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.scale)
+
+
+class OnednnLinear(torch.nn.Module):
+    """A bf16 Linear whose weight oneDNN holds prepacked (where onednn_linears says so), the bias added in the same
+    call as F.linear adds it. Packed for one row, each row's output has the bits it has alone however many rows
+    share the call (checked up to 600 rows on an AMX Xeon), which F.linear's lost from 33 rows on: a greedy reply
+    stays the same under any load, and the same as generate()'s, which runs these very modules."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor = None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)  # opaque: packed at each start
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features).contiguous(), self.packed,
+                                                  self.bias, "none", [], "")
+        return rows.reshape(*x.shape[:-1], self.out_features)
