@@ -8,8 +8,8 @@ from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
 from services.transformers_lm.model.precision import (Int8Linear, OnednnLinear, PackedInt4Linear, Precision,
-                                                      choose_dtype, choose_quantize, cpu_flags, int4_kernel,
-                                                      keeps_float, onednn_linears, quantize)
+                                                      choose_dtype, choose_quantize, cpu_flags, head_quantize,
+                                                      int4_kernel, keeps_float, onednn_linears, quantize)
 from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
@@ -80,9 +80,11 @@ def test_unknown_precisions_stop_the_start_naming_the_variable(value, field):
 @pytest.mark.parametrize("dtype, quantization", [(torch.float32, "int8"), (torch.bfloat16, "int4")])
 def test_the_output_head_stays_float_or_gets_int8_of_its_own(dtype, quantization):
     model = tiny_loaded(dtype=dtype, quantization=quantization).model
-    if quantization == "int4":
-        head = model.lm_head
+    head = model.lm_head
+    if quantization == "int4" and head_quantize("int4", dtype, CPU) == "int8":
         assert type(head) is Int8Linear and head.qdata.dtype == torch.int8 and head.scale.dtype == dtype
+    elif quantization == "int4":  # a CPU with AMX: the head in bf16, prepacked for oneDNN
+        assert type(head) is OnednnLinear
     else:
         assert type(model.lm_head.weight) is torch.nn.Parameter and model.lm_head.weight.dtype == dtype
     assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"  # torchao's tensor
@@ -95,7 +97,7 @@ def test_a_tied_heads_int8_is_its_own_and_close_to_the_embeddings():
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     embeddings = model.model.embed_tokens.weight.detach().clone()
-    quantize(model, "int4")
+    quantize(model, "int4", head="int8")
     assert type(model.lm_head) is Int8Linear
     assert type(model.model.embed_tokens.weight) is torch.nn.Parameter  # still float, and the same bits
     assert torch.equal(model.model.embed_tokens.weight, embeddings)
@@ -103,6 +105,12 @@ def test_a_tied_heads_int8_is_its_own_and_close_to_the_embeddings():
     floats = torch.nn.functional.linear(hidden.float(), embeddings.float())
     assert (model.lm_head(hidden).float() - floats).abs().max() < 0.02 * floats.abs().max()
     assert model.lm_head(hidden[:, :0]).shape == (2, 0, 256)  # a pass that keeps no token
+
+
+def test_the_head_gets_int8_of_its_own_under_int4_but_where_it_runs_as_an_onednn_linear():
+    assert head_quantize("int4", torch.float32, CPU) == "int8" and head_quantize("int8", torch.bfloat16, CPU) == "none"
+    assert head_quantize("int4", torch.bfloat16, CPU) == ("none" if onednn_linears(torch.bfloat16, CPU) else "int8")
+    assert head_quantize("none", torch.bfloat16, CPU) == "none"
 
 
 ONEDNN = pytest.mark.skipif(not onednn_linears(torch.bfloat16, CPU), reason="oneDNN's bf16 Linears: a CPU with AMX")

@@ -1,5 +1,5 @@
 """A GGUF conversion's int4 model (model/gguf.py's cache folder), stored once beside it: later starts load its
-bfloat16 weights, torch's int4 packing of its Linears and its int8 head as they are, instead of reading float32,
+bfloat16 weights, torch's int4 packing of its Linears and its int8 head (precision.head_quantize) as they are, instead of reading float32,
 converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao
 packing (~1.4 s). Its bfloat16 model for OnednnLinears (QUANTIZE=none where precision.onednn_linears holds) is
 stored the same way, without packed Linears: oneDNN's packing is made at each start (~0.1 s).
@@ -19,14 +19,15 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .gguf import WEIGHTS_FILE
-from .precision import (INT4_GROUP, Int8Linear, OnednnLinear, PackedInt4Linear, onednn_linears, prepack, quantize,
-                        replace_module)
+from .precision import (INT4_GROUP, Int8Linear, OnednnLinear, PackedInt4Linear, head_quantize, onednn_linears,
+                        prepack, quantize, replace_module)
 
 logger = logging.getLogger(__name__)
 
 PACKED_FILE = "int4_linears.safetensors"  # empty in a folder for OnednnLinears
-# What a folder holds, by QUANTIZE: one stored before the int8 head (plain "int4-") is not read.
-LAYOUTS = {"int4": "int4-head8", "none": "onednn"}
+# What a folder holds, by QUANTIZE and the head's quantization: one stored before the int8 head (plain "int4-")
+# is not read; an OnednnLinear head is stored in float.
+LAYOUTS = {("int4", "int8"): "int4-head8", ("int4", "none"): "int4-headbf16", ("none", "none"): "onednn"}
 
 
 def packed_folder(source: str, dtype: torch.dtype, quantization: str, adapter) -> str:
@@ -36,7 +37,8 @@ def packed_folder(source: str, dtype: torch.dtype, quantization: str, adapter) -
     if not stored or adapter or not os.path.isfile(os.path.join(source, WEIGHTS_FILE)):
         return None
     capability = torch.backends.cpu.get_cpu_capability()
-    return os.path.join(source, f"{LAYOUTS[quantization]}-{str(dtype).removeprefix('torch.')}-{capability}"
+    layout = LAYOUTS[quantization, head_quantize(quantization, dtype, torch.device("cpu"))]
+    return os.path.join(source, f"{layout}-{str(dtype).removeprefix('torch.')}-{capability}"
                                 f"-torch{torch.__version__}")
 
 
