@@ -1,11 +1,13 @@
 """A GGUF conversion's int4 model (model/gguf.py's cache folder), stored once beside it: later starts load its
-bfloat16 weights, torch's int4 packing of its Linears and its int8 head (precision.head_quantize) as they are, instead of reading float32,
-converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB -> 0.40 GB, and no torchao
-packing (~1.4 s). Its bfloat16 model for OnednnLinears (QUANTIZE=none where precision.onednn_linears holds) is
-stored the same way, without packed Linears: oneDNN's packing is made at each start (~0.1 s).
+bfloat16 weights, torch's int4 packing of its Linears and its int8 head (precision.head_quantize) as they are,
+instead of reading float32, converting and packing again. SmolLM2-135M: from_pretrained's peak memory 1.15 GB ->
+0.40 GB, and no torchao packing (~1.4 s). Its bfloat16 model for OnednnLinears (QUANTIZE=none where
+precision.onednn_linears holds) is stored the same way, without packed Linears: oneDNN's packing is made at each
+start (~0.1 s).
 
 The packing is torch's own layout for the CPU kernel it dispatches to, so the folder's name holds what it
-stores (LAYOUT), the dtype, torch's version and that CPU capability. Only our own cache folders get one, and no model under an adapter.
+stores (LAYOUTS), the dtype, torch's version and that CPU capability. Only our own cache folders get one, and no
+model under an adapter.
 """
 import logging
 import os
