@@ -49,7 +49,7 @@ def onednn_linears(dtype: torch.dtype, device: torch.device, flags: frozenset = 
     63.6 (which reorders each weight at every call), and each row kept its bits whatever rows shared the call."""
     return (dtype == torch.bfloat16 and device.type == "cpu" and bool(ONEDNN_FLAGS & (cpu_flags() if flags is None
                                                                                     else flags))
-            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def choose_quantize(name: str, device: torch.device, layer_bits) -> str:
