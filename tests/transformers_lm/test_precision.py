@@ -139,7 +139,7 @@ def test_an_onednn_linear_gives_each_row_the_bits_it_has_alone_however_many_rows
 
 
 @ONEDNN
-def test_a_bfloat16_model_runs_its_float_linears_but_lora_matrices_and_int8s_as_onednn_linears():
+def test_a_bfloat16_model_runs_its_float_linears_but_int8s_as_onednn_linears():
     model = quantize(tiny_loaded().model.to(torch.bfloat16), "int8")
     assert type(model.lm_head) is OnednnLinear  # the head int8 leaves in float
     assert type(model.model.layers[0].mlp.up_proj) is torch.nn.Linear  # torchao's int8 tensor

@@ -76,13 +76,17 @@ class KVBatch:
         if not sources:
             return
         running = self.rows > 0
-        caches = [(self.width, self.keys, self.values)] if running else []
-        caches += [(prefill.done, prefill.keys, prefill.values) for prefill in sources]
-        width = max(cache[0] for cache in caches)
-        layers = range(len(sources[0].keys))
-        self.keys, self.values = ([_with_room(torch.cat([_pad_left(cache[part][layer][:, :, :cache[0]], width)
-                                                         for cache in caches]))
-                                   for layer in layers] for part in (1, 2))
+        widths = ([self.width] if running else []) + [prefill.done for prefill in sources]
+        width = max(widths)
+
+        def joined(batch_cache: list, caches: list) -> list:
+            """Each layer's caches of the running rows, then of the sources, left-padded to `width`, in one buffer."""
+            parts = ([batch_cache] if running else []) + caches
+            return [_with_room(torch.cat([_pad_left(part[layer][:, :, :used], width) for part, used in
+                                          zip(parts, widths)])) for layer in range(len(caches[0]))]
+
+        self.keys = joined(self.keys, [prefill.keys for prefill in sources])
+        self.values = joined(self.values, [prefill.values for prefill in sources])
         masks = ([self.mask] if running else []) + [torch.ones(1, prefill.done, dtype=torch.bool, device=self.device)
                                                       for prefill in sources]
         self.mask = torch.cat([F.pad(mask, (width - mask.shape[1], 0), value=False) for mask in masks])

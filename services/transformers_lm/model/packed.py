@@ -92,10 +92,11 @@ def read_stored(folder: str) -> tuple:
         weights = _packed_linears(folder, lambda name: stored.get_slice(f"{name}.weight").get_shape())
         linears = {"lm_head"} | {f"model.layers.{index}.{linear}" for index in range(config.num_hidden_layers)
                                  for linear in LLAMA_LINEARS}
+        keys = set(stored.keys())
         bf16 = stored.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
         if bf16 and onednn_linears(torch.bfloat16, torch.device("cpu")):
             for name in linears - set(weights):  # a tied head is the embeddings
-                key = f"{name}.weight" if f"{name}.weight" in stored.keys() else "model.embed_tokens.weight"
+                key = f"{name}.weight" if f"{name}.weight" in keys else "model.embed_tokens.weight"
                 weights[name] = OnednnLinear(stored.get_tensor(key))
         if set(weights) != linears:
             return None

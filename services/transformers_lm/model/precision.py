@@ -12,6 +12,7 @@ Where bf16 runs on AMX, float Linears run with their weights prepacked for oneDN
 """
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -26,8 +27,10 @@ ALIGNMENT = 64  # bytes: what torch's CPU allocator gives, what Int8Linear's ker
 INT4_GROUP = 32  # the block of GGUF's Q4_0/Q4_1: their weights re-quantize onto the same grid
 
 
+@lru_cache(maxsize=None)
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU's feature flags as lscpu lists them; empty where /proc/cpuinfo is missing (not Linux)."""
+    """The CPU's feature flags as lscpu lists them; empty where /proc/cpuinfo is missing (not Linux). Read once:
+    the load asks for each Linear and /health for its head."""
     try:
         with open(path) as cpuinfo:
             for line in cpuinfo:
