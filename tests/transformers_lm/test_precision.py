@@ -7,9 +7,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.static import BatchEngine
 from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
+from services.transformers_lm.engine import ragged_attention
+from services.transformers_lm.engine.kv_batch import KVBatch, Prefill
+from services.transformers_lm.engine.model_attention import enable
 from services.transformers_lm.model.precision import (Int8Linear, OnednnLinear, PackedInt4Linear, Precision,
-                                                      choose_dtype, choose_quantize, cpu_flags, head_quantize,
-                                                      int4_kernel, keeps_float, onednn_linears, quantize)
+                                                      attention_dtype, choose_dtype, choose_quantize, cpu_flags,
+                                                      head_quantize, int4_kernel, keeps_float, onednn_linears,
+                                                      quantize, sdpa_attention)
 from services.transformers_lm.model.source import resolve_source
 from services.transformers_lm.service import LMService, Task
 from services.transformers_lm.settings import Settings
@@ -144,6 +148,28 @@ def test_a_bfloat16_model_runs_its_float_linears_but_int8s_as_onednn_linears():
     assert type(model.lm_head) is OnednnLinear  # the head int8 leaves in float
     assert type(model.model.layers[0].mlp.up_proj) is torch.nn.Linear  # torchao's int8 tensor
     assert type(quantize(tiny_loaded().model, "none").lm_head) is torch.nn.Linear  # float32
+
+
+def test_bfloat16_attends_in_float32_on_a_cpu_without_amx():
+    assert attention_dtype(torch.bfloat16, CPU, frozenset({"avx2", "avx512_bf16"})) == torch.float32
+    assert attention_dtype(torch.bfloat16, CPU, frozenset({"avx2"})) == torch.float32
+    assert attention_dtype(torch.bfloat16, CPU, frozenset({"avx512_bf16", "amx_bf16"})) == torch.bfloat16
+    assert attention_dtype(torch.float32, CPU, frozenset()) == torch.float32
+    assert attention_dtype(torch.bfloat16, GPU, frozenset()) == torch.bfloat16
+
+
+@torch.inference_mode()
+def test_generate_and_the_ragged_passes_attend_in_the_attention_dtype_and_cache_in_it():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    loaded = tiny_loaded(dtype=torch.bfloat16, quantization="none")
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa_attention  # what generate() and the static engine run
+    batch, prefill = KVBatch(CPU), Prefill([5, 6, 7, 8])
+    logits = ragged_attention.forward(enable(loaded.model), batch, [], [(prefill, 4)])
+    wanted = attention_dtype(torch.bfloat16, CPU)
+    assert {keys.dtype for keys in prefill.keys + prefill.values} == {wanted}
+    expected = loaded.model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits[0, -1].float()
+    assert torch.equal(logits[0], expected)  # the model's own forward attends as the pass does
 
 
 def test_int8_linear_runs_a_weight_stored_off_its_kernels_alignment():

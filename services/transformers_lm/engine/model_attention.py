@@ -8,9 +8,9 @@ from functools import lru_cache, partial
 
 import torch
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from ..model.precision import sdpa_attention
 from .kv_batch import KVBatch, Prefill
 from .llama_pass import LlamaPass
 from .ragged_attention import RaggedPass, forward
@@ -24,8 +24,7 @@ _NO_MASK = torch.empty(0, 0, 0, 0, dtype=torch.bool)
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, ragged=None, **kwargs):
     if ragged is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)
+        return sdpa_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise NotImplementedError("ragged attention has no sliding window or soft-capping")
     return ragged.attend(module.layer_idx, query, key, value, scaling), None

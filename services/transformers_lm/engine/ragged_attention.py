@@ -16,6 +16,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from ..model.precision import attention_dtype
 from .kv_batch import KVBatch
 
 # Prompt tokens per attention call. SDPA's bits can depend on the lengths of the call (on an AVX512 Xeon 15 of
@@ -78,7 +79,10 @@ class RaggedPass:
                 index += end - start
 
     def attend(self, layer: int, query, key, value, scale) -> torch.Tensor:
-        """query [1, heads, tokens, dim], key/value [1, kv_heads, tokens, dim] -> [1, tokens, heads, dim]."""
+        """query [1, heads, tokens, dim], key/value [1, kv_heads, tokens, dim] -> [1, tokens, heads, dim], computed
+        (and cached) in the attention dtype, returned in the query's."""
+        dtype = query.dtype
+        query, key, value = (tensor.to(attention_dtype(dtype, query.device)) for tensor in (query, key, value))
         outputs = []
         if self.rows:  # each row a batch entry of one query: [rows, heads, 1, dim] views, one op each
             row_query, row_key, row_value = (tensor.narrow(2, 0, self.rows).permute(2, 1, 0, 3)
@@ -100,7 +104,7 @@ class RaggedPass:
             output = F.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
                                                     is_causal=mask is None, scale=scale, enable_gqa=True)
             outputs.append(output.transpose(1, 2))
-        return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
+        return (torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]).to(dtype)
 
 
 def forward(run_pass, batch: KVBatch, tokens: list, chunks: list) -> torch.Tensor:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 DTYPES = {name: getattr(torch, name) for name in settings.DTYPES}
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 ONEDNN_FLAGS = frozenset({"amx_bf16"})  # where OnednnLinear was measured to pay
+BF16_ATTENTION_FLAGS = frozenset({"amx_bf16"})  # where SDPA's bf16 kernel was measured to pay
 ALIGNMENT = 64  # bytes: what torch's CPU allocator gives, what Int8Linear's kernel needs (16) at most
 INT4_GROUP = 32  # the block of GGUF's Q4_0/Q4_1: their weights re-quantize onto the same grid
 
@@ -86,6 +87,32 @@ def choose_dtype(name: str, device: torch.device, half_precision: bool, flags: f
         logger.info("HALF_PRECISION is for GPUs; on CPU DTYPE=auto decides by the CPU's flags")
     native = NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags)
     return torch.bfloat16 if native else torch.float32
+
+
+@lru_cache(maxsize=None)
+def attention_dtype(dtype: torch.dtype, device: torch.device, flags: frozenset = None) -> torch.dtype:
+    """The dtype attention runs in for a model in `dtype`: float32 for bf16 on a CPU without AMX, where SDPA's
+    bf16 kernel is slow (EPYC with AVX512-BF16, 2 threads: one query over 200 keys 115 us in bf16, 19 us in
+    float32; SmolLM2's int4 decode step at 16 rows spent 66 of its 113 ms there), else `dtype`. Exact either way
+    for bf16 inputs; keys and values are cached in it."""
+    if dtype == torch.bfloat16 and device.type == "cpu" and not BF16_ATTENTION_FLAGS & (cpu_flags() if flags is None
+                                                                                         else flags):
+        return torch.float32
+    return dtype
+
+
+def sdpa_attention(module, query, key, value, *args, **kwargs) -> tuple:
+    """transformers' SDPA attention in attention_dtype, its output in the query's dtype: what every transformers
+    model here attends with (see prepack), as the engines' ragged passes do."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    wanted = attention_dtype(dtype, query.device)
+    if wanted == dtype:
+        return sdpa_attention_forward(module, query, key, value, *args, **kwargs)
+    output, weights = sdpa_attention_forward(module, query.to(wanted), key.to(wanted), value.to(wanted), *args,
+                                             **kwargs)
+    return output.to(dtype), weights
 
 
 @dataclass(frozen=True)
@@ -158,7 +185,12 @@ def quantize(model, kind: str, head: str = None):
 
 def prepack(model):
     """Every Linear still in float as an OnednnLinear where onednn_linears says so for its weight (an unmerged
-    adapter's small LoRA matrices stay as they are)."""
+    adapter's small LoRA matrices stay as they are); and sdpa_attention registered as transformers' "sdpa" (its
+    library-wide override): generate(), the static engine and the quality gate then attend as the continuous
+    engine does, bit for bit. Here, where a transformers model exists: a light start never imports its code."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("sdpa", sdpa_attention)
     for name, module in list(model.named_modules()):
         if (type(module) is torch.nn.Linear and ".lora_" not in name and type(module.weight.detach()) is torch.Tensor
                 and onednn_linears(module.weight.dtype, module.weight.device)):  # not int8's torchao tensors
