@@ -4,12 +4,12 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from services.transformers_lm.engine.continuous import ContinuousEngine
-from services.transformers_lm.engine.static import BatchEngine
-from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
 from services.transformers_lm.engine import ragged_attention
+from services.transformers_lm.engine.continuous import ContinuousEngine
 from services.transformers_lm.engine.kv_batch import KVBatch, Prefill
 from services.transformers_lm.engine.model_attention import enable
+from services.transformers_lm.engine.static import BatchEngine
+from services.transformers_lm.model.gguf import WEIGHTS_FILE, layer_bits
 from services.transformers_lm.model.precision import (Int8Linear, OnednnLinear, PackedInt4Linear, Precision,
                                                       attention_dtype, choose_dtype, choose_quantize, cpu_flags,
                                                       head_quantize, int4_kernel, keeps_float, onednn_linears,
